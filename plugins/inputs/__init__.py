@@ -1,0 +1,1 @@
+"""Built-in airisd plugins, one folder each."""

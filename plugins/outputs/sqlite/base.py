@@ -1,0 +1,93 @@
+"""What every per-signal SQLite store shares.
+
+A store owns one database file. All writes happen on one writer thread (the output's), through
+``write(items)``, which runs inside one transaction that the caller commits: concurrent requests
+are group-committed together. Reads open their own connection per call (WAL lets readers run
+beside the writer) and are run in a worker thread by the caller.
+
+Durability: WAL with ``synchronous=NORMAL`` survives ``kill -9`` of the daemon (the WAL is in the
+OS page cache once COMMIT returns), not a power loss; ``durability = "full"`` in the config switches
+to ``synchronous=FULL`` for that.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class SignalStore:
+    """Base class: subclasses set ``filename`` and ``SCHEMA`` and implement ``write``."""
+
+    filename: ClassVar[str] = ""
+    SCHEMA: ClassVar[str] = ""
+
+    def __init__(self, data_dir: Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = Path(data_dir) / self.filename
+        self.synchronous = synchronous
+        self._wconn: sqlite3.Connection | None = None
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
+        if readonly:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB
+        return conn
+
+    def open(self) -> None:
+        """Create the file and schema; keep the writer connection. Called once, on the writer thread."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._wconn = self._connect()
+        self._wconn.executescript(self.SCHEMA)
+        self.after_open(self._wconn)
+
+    def after_open(self, conn: sqlite3.Connection) -> None:
+        """Hook for subclasses: load caches, migrate."""
+
+    @property
+    def wconn(self) -> sqlite3.Connection:
+        assert self._wconn is not None, "store not opened"
+        return self._wconn
+
+    def reader(self) -> sqlite3.Connection:
+        """A fresh read connection; the caller closes it."""
+        return self._connect(readonly=True)
+
+    # -- writing (writer thread only) --------------------------------------------------------
+    def write_batches(self, batches: list[list[Any]]) -> None:
+        """Write several requests' items in one transaction (group commit)."""
+        conn = self.wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for items in batches:
+                self.write(items)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self.after_rollback()
+            raise
+
+    def write(self, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    def after_rollback(self) -> None:
+        """Hook: forget caches that may now name rows that were rolled back."""
+
+    def delete_before(self, cutoff_ns: int) -> int:
+        """Retention: delete what is older than cutoff_ns; return how many rows went."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._wconn is not None:
+            try:
+                self._wconn.execute("PRAGMA optimize")
+            finally:
+                self._wconn.close()
+                self._wconn = None
