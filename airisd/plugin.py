@@ -5,7 +5,7 @@ Every plugin is a class with a ``kind``, a ``name`` and a typed ``Config``. The 
 
     start()      acquire resources (connections, files, sockets). Fail fast: an exception here stops
                  the daemon at start-up with the plugin's name in the message.
-    run()        (inputs only, optional) a long-running task, e.g. a UDP listener or a scraper loop.
+    run()        (optional) a long-running task, e.g. a UDP listener, a scraper loop, retention.
                  It calls ``task_status.started()`` once it is ready and returns when cancelled.
     shutdown()   flush what is pending and release resources. Safe without ``start()``, safe twice.
 
@@ -87,6 +87,11 @@ class Plugin:
     async def start(self) -> None:
         """Acquire resources. See the module docstring for the contract."""
 
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Optional long-running task (listeners, scrapers, retention); it calls
+        ``task_status.started()`` once ready and returns when cancelled."""
+        task_status.started()
+
     async def shutdown(self) -> None:
         """Flush and release. Safe without start(), safe twice."""
 
@@ -109,10 +114,6 @@ class Input(Plugin):
     def routes(self) -> Sequence[Route]:
         return ()
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Optional long-running task (listeners, scrapers)."""
-        task_status.started()
-
 
 class Processor(Plugin):
     kind: ClassVar[str] = "processor"
@@ -128,6 +129,11 @@ class Output(Plugin):
     kind: ClassVar[str] = "output"
     signals: ClassVar[frozenset[Signal]] = frozenset(Signal)
     durable: ClassVar[bool] = False  # True: write() returns only once data is on disk (a store)
+
+    def query_api(self, signal: Signal) -> Any | None:
+        """A store that answers a role's queries returns its query object for that signal (see
+        airisd.query); forwarding outputs return None."""
+        return None
 
     async def write(self, batch: Batch) -> None:
         """Deliver one batch. Raise TransientError to be retried, PermanentError to drop it

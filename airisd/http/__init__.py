@@ -1,0 +1,1 @@
+"""The HTTP side: the seed's response envelope, request helpers and the per-role ASGI app."""

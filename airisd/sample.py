@@ -1,0 +1,70 @@
+"""The sample configuration: the core's sections followed by each default plugin's sample.toml.
+
+``airisd config sample`` prints it and ``etc/airisd.toml`` is this text (a test keeps them equal),
+so every option is documented in exactly one place: next to the plugin that reads it.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+CORE = """\
+# airisd configuration. Every option is shown with its default, commented out.
+# ${VAR} and ${VAR:-default} are filled from the environment (and from ./.env if present).
+# Override any key on the command line: airisd run --set agent.data_dir=/tmp/x
+
+[agent]
+  ## Which roles this process runs: metrics, log, trace, alert, a comma-separated list, or all.
+  role = "${AIRISD_ROLE:-all}"
+  ## Where the embedded store, secrets and buffers live.
+  data_dir = "${AIRISD_DATA_DIR:-./var}"
+  ## debug, info, warning or error; logfmt or json.
+  # log_level = "info"
+  # log_format = "logfmt"
+  ## How long SIGTERM may take to flush queues before the daemon exits anyway.
+  # shutdown_timeout_secs = 10.0
+  ## The host name put on self-telemetry; empty: the machine's.
+  # hostname = ""
+
+## One listener per role (HOST:PORT). TLS: set tls_cert_file and tls_key_file.
+[listeners.metrics]
+  address = "${AIRISD_METRICS_ADDRESS:-127.0.0.1:8001}"
+[listeners.log]
+  address = "${AIRISD_LOG_ADDRESS:-127.0.0.1:8002}"
+[listeners.trace]
+  address = "${AIRISD_TRACE_ADDRESS:-127.0.0.1:8003}"
+[listeners.alert]
+  address = "${AIRISD_ALERT_ADDRESS:-127.0.0.1:8004}"
+
+[http]
+  ## Requests larger than this get 413 PAYLOAD_TOO_LARGE (also after decompression).
+  # max_body_bytes = 10485760
+  ## Longest from..to a query may span, most points a raw query returns, largest page.
+  # max_query_range_secs = 31622400
+  # max_result_points = 100000
+  # max_page_size = 1000
+  ## Retry-After sent with 429/503 when a queue is full.
+  # retry_after_secs = 1
+
+## Which output answers each role's queries (an output's name or alias); empty: the first that can.
+[stores]
+  # metrics = ""
+  # log = ""
+  # trace = ""
+"""
+
+DEFAULT_PLUGINS: list[tuple[str, str]] = [
+    ("inputs", "http_metrics"),
+    ("outputs", "sqlite"),
+]
+
+
+def plugin_sample(section: str, name: str) -> str:
+    return resources.files(f"airisd_plugins.{section}.{name}").joinpath("sample.toml").read_text(encoding="utf-8")
+
+
+def sample_config() -> str:
+    parts = [CORE]
+    for section, name in DEFAULT_PLUGINS:
+        parts.append(plugin_sample(section, name).rstrip("\n") + "\n")
+    return "\n".join(parts)

@@ -1,0 +1,130 @@
+"""Decoding the seed's metric JSON into Points, with errors that name the field and the index."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import msgspec
+
+from airisd.errors import ValidationError
+from airisd.model import Point
+from airisd.timeparse import parse_timestamp
+
+
+class PointIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    value: float
+    timestamp: str | int | float | None = None
+    labels: dict[str, str] | None = None
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    metrics: list[PointIn]
+
+
+_POINT = msgspec.json.Decoder(PointIn)
+_BATCH = msgspec.json.Decoder(BatchIn)
+_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
+_INDEX = re.compile(r"^\.metrics\[(\d+)\](?:\.(.*))?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Limits(msgspec.Struct, kw_only=True):
+    max_name_length: int = 256
+    max_labels: int = 64
+    max_label_key_length: int = 128
+    max_label_value_length: int = 1024
+    max_future_secs: int = 7 * 86400
+    max_batch_points: int = 50_000
+
+
+def _decode_error(exc: msgspec.DecodeError, *, batch: bool) -> ValidationError:
+    m = _AT.match(str(exc))
+    message, path = (m.group(1), m.group(2)) if m else (str(exc), None)
+    details: dict[str, Any] = {}
+    if path:
+        im = _INDEX.match(path) if batch else None
+        if im:
+            details["index"] = int(im.group(1))
+            details["field"] = (im.group(2) or "").split(".")[0] or "metrics"
+        else:
+            details["field"] = path.lstrip(".").split(".")[0].split("[")[0] or "body"
+    else:
+        details["field"] = "body"
+    if message.startswith("JSON is malformed") or message.startswith("Input data was truncated"):
+        return ValidationError(f"malformed JSON: {message}", details={"field": "body"})
+    where = f"metrics[{details['index']}].{details['field']}" if "index" in details else details["field"]
+    return ValidationError(f"{where}: {message}", details=details)
+
+
+def check_point(p: PointIn, *, now_ns: int, limits: Limits, index: int | None) -> Point:
+    def bad(field: str, message: str) -> ValidationError:
+        details: dict[str, Any] = {"field": field}
+        where = field
+        if index is not None:
+            details["index"] = index
+            where = f"metrics[{index}].{field}"
+        return ValidationError(f"{where}: {message}", details=details)
+
+    if not p.name or len(p.name) > limits.max_name_length:
+        raise bad("name", f"must be 1 to {limits.max_name_length} characters")
+    if _CONTROL.search(p.name) or p.name != p.name.strip():
+        raise bad("name", "must not contain control characters or surrounding spaces")
+    if not math.isfinite(p.value):
+        raise bad("value", "must be a finite number (NaN and Infinity are refused)")
+    if p.timestamp is None:
+        ts = now_ns
+    else:
+        try:
+            ts = parse_timestamp(p.timestamp)
+        except ValueError as exc:
+            raise bad("timestamp", str(exc)) from None
+        if ts > now_ns + limits.max_future_secs * 1_000_000_000:
+            raise bad("timestamp", f"is more than {limits.max_future_secs} s in the future")
+    labels = p.labels or {}
+    if len(labels) > limits.max_labels:
+        raise bad("labels", f"has {len(labels)} labels; at most {limits.max_labels} are allowed")
+    for k, v in labels.items():
+        if not k or len(k) > limits.max_label_key_length or _CONTROL.search(k):
+            raise bad("labels", f"label key {k[:40]!r} must be 1 to {limits.max_label_key_length} printable characters")
+        if len(v) > limits.max_label_value_length:
+            raise bad("labels", f"label {k[:40]!r} is longer than {limits.max_label_value_length} characters")
+    return Point(name=p.name, value=p.value, ts=ts, labels=labels)
+
+
+def decode_point(body: bytes, *, now_ns: int, limits: Limits) -> Point:
+    try:
+        p = _POINT.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _decode_error(exc, batch=False) from None
+    return check_point(p, now_ns=now_ns, limits=limits, index=None)
+
+
+def decode_batch(body: bytes, *, now_ns: int, limits: Limits) -> list[Point]:
+    """All points, or a ValidationError listing every bad one (the whole batch is refused: a
+    client that retries a partly stored batch would otherwise duplicate the good half)."""
+    try:
+        batch = _BATCH.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _decode_error(exc, batch=True) from None
+    if not batch.metrics:
+        raise ValidationError("metrics: the batch is empty", details={"field": "metrics"})
+    if len(batch.metrics) > limits.max_batch_points:
+        raise ValidationError(f"metrics: {len(batch.metrics)} points; at most {limits.max_batch_points} per batch",
+                              details={"field": "metrics"})
+    points: list[Point] = []
+    errors: list[dict[str, Any]] = []
+    for i, p in enumerate(batch.metrics):
+        try:
+            points.append(check_point(p, now_ns=now_ns, limits=limits, index=i))
+        except ValidationError as exc:
+            errors.append({**exc.details, "message": exc.message})
+    if errors:
+        first = errors[0]
+        raise ValidationError(
+            f"{len(errors)} of {len(batch.metrics)} points are invalid; nothing was stored. First: {first['message']}",
+            details={"field": first.get("field"), "index": first.get("index"), "errors": errors[:50]},
+        )
+    return points

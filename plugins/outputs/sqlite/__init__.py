@@ -1,0 +1,158 @@
+"""The embedded store: every signal in SQLite files under the data directory, and the queries
+the roles answer from them."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+from airisd.errors import TransientError
+from airisd.hookspecs import hookimpl
+from airisd.model import Batch, Signal
+from airisd.pipeline import OutputConfig
+from airisd.plugin import Output, Plugin
+from airisd_plugins.outputs.sqlite.base import SignalStore
+from airisd_plugins.outputs.sqlite.metrics_store import MetricStore
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def _store_classes() -> dict[Signal, type[SignalStore]]:
+    classes: dict[Signal, type[SignalStore]] = {Signal.METRICS: MetricStore}
+    try:
+        from airisd_plugins.outputs.sqlite.logs_store import LogStore
+
+        classes[Signal.LOGS] = LogStore
+    except ImportError:
+        pass
+    try:
+        from airisd_plugins.outputs.sqlite.traces_store import TraceStore
+
+        classes[Signal.TRACES] = TraceStore
+    except ImportError:
+        pass
+    return classes
+
+
+class SqliteConfig(OutputConfig):
+    ## Where the database files go; empty: the agent's data_dir.
+    directory: str = ""
+    ## Delete data older than this many days (0 keeps everything).
+    retention_days: float = 30.0
+    retention_check_interval_secs: float = 3600.0
+    ## "normal": survives kill -9 of the daemon; "full": also survives power loss, slower.
+    durability: str = "normal"
+    # A store commits whatever is queued at once (group commit): no waiting for a full batch.
+    batch_size: int = 50_000
+    flush_interval_secs: float = 0.0
+    max_queue_items: int = 200_000
+
+    def validate(self) -> None:
+        super().validate()
+        if self.durability not in ("normal", "full"):
+            raise ValueError(f"durability must be 'normal' or 'full', got {self.durability!r}")
+        if self.retention_days < 0:
+            raise ValueError(f"retention_days must be >= 0, got {self.retention_days}")
+        if self.retention_check_interval_secs <= 0:
+            raise ValueError("retention_check_interval_secs must be positive")
+
+
+class SqliteOutput(Output):
+    name: ClassVar[str] = "sqlite"
+    Config: ClassVar[type[SqliteConfig]] = SqliteConfig
+    description: ClassVar[str] = "Embedded store: metrics, logs and traces in SQLite (WAL), with queries"
+    durable: ClassVar[bool] = True
+    signals: ClassVar[frozenset[Signal]] = frozenset(Signal)
+    config: SqliteConfig
+
+    def __init__(self, config: SqliteConfig, ctx: Any) -> None:
+        super().__init__(config, ctx)
+        directory = Path(config.directory) if config.directory else Path(ctx.data_dir)
+        sync = "FULL" if config.durability == "full" else "NORMAL"
+        wanted = {Signal(s) for s in config.signals} if config.signals else set(Signal)
+        self.stores: dict[Signal, SignalStore] = {
+            sig: cls(directory, synchronous=sync)
+            for sig, cls in _store_classes().items()
+            if sig in wanted
+        }
+        self._locks = {sig: anyio.Lock() for sig in self.stores}
+        self._open: set[Signal] = set()
+        m = ctx.metrics
+        self.m_retention = m.counter("store_retention_deleted_total", "Rows deleted by retention", ("signal",))
+
+    async def start(self) -> None:
+        for sig, store in self.stores.items():
+            await anyio.to_thread.run_sync(store.open)
+            self._open.add(sig)
+
+    async def write(self, batch: Batch) -> None:
+        store = self.stores.get(batch.signal)
+        if store is None:
+            return
+        async with self._locks[batch.signal]:
+            try:
+                await anyio.to_thread.run_sync(store.write_batches, [batch.items])
+            except Exception as exc:
+                if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, I/O: may pass
+                    raise TransientError(f"sqlite {batch.signal.value}: {exc}") from exc
+                raise
+
+    def query_api(self, signal: Signal) -> Any | None:
+        return self.stores.get(signal)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        if self.config.retention_days <= 0:
+            return
+        while True:
+            await self.enforce_retention()
+            await anyio.sleep(self.config.retention_check_interval_secs)
+
+    async def enforce_retention(self) -> dict[str, int]:
+        cutoff = self.ctx.clock.time_ns() - int(self.config.retention_days * NS_PER_DAY)
+        deleted: dict[str, int] = {}
+        for sig, store in self.stores.items():
+            if sig not in self._open:
+                continue
+            async with self._locks[sig]:
+                n = await anyio.to_thread.run_sync(store.delete_before, cutoff)
+            deleted[sig.value] = n
+            if n:
+                self.m_retention.inc(n, sig.value)
+                self.ctx.log.info("retention deleted old data", extra={"kv": {"signal": sig.value, "rows": n}})
+        return deleted
+
+    async def check(self) -> dict[str, Any]:
+        """For /health/detailed: can each store be read?"""
+        out: dict[str, Any] = {}
+        for sig, store in self.stores.items():
+            try:
+                def probe(store: SignalStore = store) -> None:
+                    conn = store.reader()
+                    try:
+                        conn.execute("SELECT 1").fetchone()
+                    finally:
+                        conn.close()
+                await anyio.to_thread.run_sync(probe)
+                out[sig.value] = {"reachable": True, "path": str(store.path)}
+            except Exception as exc:
+                out[sig.value] = {"reachable": False, "error": f"{type(exc).__name__}: {exc}"}
+        return out
+
+    async def shutdown(self) -> None:
+        for sig in list(self._open):
+            async with self._locks[sig]:
+                await anyio.to_thread.run_sync(self.stores[sig].close)
+            self._open.discard(sig)
+
+
+@hookimpl
+def airisd_plugin_classes() -> list[type[Plugin]]:
+    return [SqliteOutput]
+
+
+plugin_class = SqliteOutput

@@ -1,0 +1,201 @@
+"""Metric points in SQLite: a series table and a points table keyed by (series, time).
+
+Layout, measured in PERF-NOTES: ``points`` is a WITHOUT ROWID table whose primary key is
+(series_id, ts), so one series' range is one contiguous B-tree scan and there is no second index
+to maintain (~340k rows/s against ~318k with a rowid table plus index). A second sample for the same
+series and nanosecond replaces the first (last write wins, as in Prometheus and VictoriaMetrics).
+Series ids are cached in memory by the writer.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass
+from typing import ClassVar
+
+import orjson
+
+from airisd.model import Point
+from airisd_plugins.outputs.sqlite.base import SignalStore
+
+AGGREGATIONS = ("avg", "min", "max", "sum", "count", "last")
+
+
+def series_key(name: str, labels: dict[str, str]) -> str:
+    """Canonical identity of a series: name plus labels sorted by key."""
+    if not labels:
+        return name
+    return name + "\x00" + orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass(frozen=True)
+class Series:
+    id: int
+    name: str
+    labels: dict[str, str]
+
+
+class MetricStore(SignalStore):
+    filename: ClassVar[str] = "metrics.db"
+    SCHEMA: ClassVar[str] = """
+        CREATE TABLE IF NOT EXISTS series (
+            id      INTEGER PRIMARY KEY,
+            name    TEXT NOT NULL,
+            labels  TEXT NOT NULL,          -- JSON object, keys sorted
+            key     TEXT NOT NULL UNIQUE
+        );
+        CREATE INDEX IF NOT EXISTS series_by_name ON series(name);
+        CREATE TABLE IF NOT EXISTS points (
+            series_id INTEGER NOT NULL,
+            ts        INTEGER NOT NULL,     -- ns since epoch
+            value     REAL NOT NULL,
+            PRIMARY KEY (series_id, ts)
+        ) WITHOUT ROWID;
+    """
+
+    def after_open(self, conn: sqlite3.Connection) -> None:
+        self._series_ids: dict[str, int] = {k: i for i, k in conn.execute("SELECT id, key FROM series")}
+
+    def after_rollback(self) -> None:
+        self.after_open(self.wconn)
+
+    # -- writer ------------------------------------------------------------------------------
+    def write(self, items: list[Point]) -> None:
+        conn = self.wconn
+        ids = self._series_ids
+        rows = []
+        append = rows.append
+        for p in items:
+            key = series_key(p.name, p.labels)
+            sid = ids.get(key)
+            if sid is None:
+                labels = orjson.dumps(p.labels, option=orjson.OPT_SORT_KEYS).decode()
+                cur = conn.execute("INSERT INTO series(name, labels, key) VALUES (?, ?, ?)", (p.name, labels, key))
+                sid = ids[key] = cur.lastrowid  # type: ignore[assignment]
+            append((sid, p.ts, p.value))
+        conn.executemany("INSERT OR REPLACE INTO points(series_id, ts, value) VALUES (?, ?, ?)", rows)
+
+    def delete_before(self, cutoff_ns: int) -> int:
+        conn = self.wconn
+        deleted = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for (sid,) in conn.execute("SELECT id FROM series").fetchall():
+                deleted += conn.execute("DELETE FROM points WHERE series_id = ? AND ts < ?", (sid, cutoff_ns)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return deleted
+
+    # -- readers (worker threads) ------------------------------------------------------------
+    def find_series(self, conn: sqlite3.Connection, name: str, matchers: dict[str, str]) -> list[Series]:
+        found = []
+        for sid, labels_json in conn.execute("SELECT id, labels FROM series WHERE name = ?", (name,)):
+            labels = orjson.loads(labels_json)
+            if all(labels.get(k) == v for k, v in matchers.items()):
+                found.append(Series(sid, name, labels))
+        return found
+
+    def query_points(
+        self, name: str, matchers: dict[str, str], from_ns: int, to_ns: int, limit: int
+    ) -> tuple[list[tuple[Series, list[tuple[int, float]]]], bool]:
+        """Raw points per series in [from, to], oldest first; the bool says whether limit cut it."""
+        conn = self.reader()
+        try:
+            out = []
+            remaining = limit
+            truncated = False
+            for s in self.find_series(conn, name, matchers):
+                rows = conn.execute(
+                    "SELECT ts, value FROM points WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
+                    (s.id, from_ns, to_ns, remaining + 1),
+                ).fetchall()
+                if len(rows) > remaining:
+                    rows = rows[:remaining]
+                    truncated = True
+                if rows:
+                    out.append((s, rows))
+                remaining -= len(rows)
+                if remaining <= 0:
+                    truncated = truncated or remaining < 0
+                    break
+            return out, truncated
+        finally:
+            conn.close()
+
+    def query_buckets(
+        self, name: str, matchers: dict[str, str], from_ns: int, to_ns: int, step_ns: int
+    ) -> list[tuple[Series, list[tuple[int, float, float, float, float, int]]]]:
+        """Per series: (bucket start, avg, min, max, sum, count) for every non-empty bucket. Buckets
+        are aligned to multiples of step since the epoch, as Prometheus and InfluxDB align them."""
+        conn = self.reader()
+        try:
+            out = []
+            for s in self.find_series(conn, name, matchers):
+                rows = conn.execute(
+                    "SELECT ts - (ts % ?1) AS b, avg(value), min(value), max(value), sum(value), count(*) "
+                    "FROM points WHERE series_id = ?2 AND ts >= ?3 AND ts <= ?4 GROUP BY b ORDER BY b",
+                    (step_ns, s.id, from_ns, to_ns),
+                ).fetchall()
+                if rows:
+                    out.append((s, rows))
+            return out
+        finally:
+            conn.close()
+
+    def aggregate(self, name: str, matchers: dict[str, str], from_ns: int, to_ns: int, aggregation: str) -> float | None:
+        """One value over every matching series in [from, to]; None when there are no points."""
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
+        conn = self.reader()
+        try:
+            ids = [s.id for s in self.find_series(conn, name, matchers)]
+            if not ids:
+                return None
+            marks = ",".join("?" * len(ids))
+            where = f"series_id IN ({marks}) AND ts >= ? AND ts <= ?"
+            args = (*ids, from_ns, to_ns)
+            if aggregation == "last":
+                row = conn.execute(f"SELECT value FROM points WHERE {where} ORDER BY ts DESC LIMIT 1", args).fetchone()
+                return None if row is None else float(row[0])
+            fn = {"avg": "avg(value)", "min": "min(value)", "max": "max(value)", "sum": "sum(value)",
+                  "count": "count(*)"}[aggregation]
+            row = conn.execute(f"SELECT {fn}, count(*) FROM points WHERE {where}", args).fetchone()
+            if row is None or row[1] == 0:
+                return None
+            value = float(row[0])
+            return value if math.isfinite(value) else None
+        finally:
+            conn.close()
+
+    def list_series(
+        self, from_ns: int, to_ns: int, *, name: str | None, offset: int, limit: int
+    ) -> tuple[int, list[Series]]:
+        """Series that have at least one point in [from, to], ordered by name then labels."""
+        conn = self.reader()
+        try:
+            if name:
+                candidates = conn.execute(
+                    "SELECT id, name, labels FROM series WHERE name = ? ORDER BY name, labels", (name,)).fetchall()
+            else:
+                candidates = conn.execute("SELECT id, name, labels FROM series ORDER BY name, labels").fetchall()
+            seen = [
+                (sid, n, labels)
+                for sid, n, labels in candidates
+                if conn.execute(
+                    "SELECT 1 FROM points WHERE series_id = ? AND ts >= ? AND ts <= ? LIMIT 1", (sid, from_ns, to_ns)
+                ).fetchone()
+            ]
+            page = [Series(sid, n, orjson.loads(labels)) for sid, n, labels in seen[offset : offset + limit]]
+            return len(seen), page
+        finally:
+            conn.close()
+
+    def count_points(self) -> int:
+        conn = self.reader()
+        try:
+            return int(conn.execute("SELECT count(*) FROM points").fetchone()[0])
+        finally:
+            conn.close()
