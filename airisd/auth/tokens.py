@@ -1,0 +1,191 @@
+"""Issuing and verifying the daemon's JWTs.
+
+Verification pins the one configured algorithm (so ``alg: none`` and HS/RS confusion are refused),
+requires every claim the daemon issues, and checks times against an injected clock with a small
+leeway. Every failure is an ``Unauthorized`` whose message names the reason but never the token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import jwt
+from jwt.algorithms import get_default_algorithms
+
+from airisd.auth.principal import Principal, is_role
+from airisd.auth.secrets import ALGORITHMS, HMAC_ALGORITHMS, JwtKeys
+from airisd.errors import ConfigError, Unauthorized
+
+REQUIRED_CLAIMS: Final = ("iss", "sub", "iat", "nbf", "exp", "jti", "role")
+MAX_TOKEN_CHARS: Final = 8192
+MAX_SUB_CHARS: Final = 256
+MAX_TTL_SECS: Final = 30 * 86400
+DEFAULT_LEEWAY_SECS: Final = 5
+
+Clock = Callable[[], float]
+
+
+def _refuse(message: str, reason: str) -> Unauthorized:
+    return Unauthorized(message, details={"reason": reason})
+
+
+class TokenService:
+    """Signs and checks bearer JWTs with one pinned algorithm.
+
+    ``secret_or_keys`` is an HMAC secret (bytes, for HS*) or a ``JwtKeys`` from ``load_jwt_keys``.
+    ``clock`` returns epoch seconds (``time.time``); tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        secret_or_keys: bytes | JwtKeys,
+        *,
+        algorithm: str | None = None,
+        issuer: str = "airisd",
+        ttl_secs: int = 3600,
+        clock: Clock = time.time,
+        leeway_secs: int = DEFAULT_LEEWAY_SECS,
+    ) -> None:
+        if isinstance(secret_or_keys, JwtKeys):
+            if algorithm is not None and algorithm != secret_or_keys.algorithm:
+                raise ConfigError(
+                    f"jwt_algorithm {algorithm} does not match the keys loaded "
+                    f"for {secret_or_keys.algorithm}",
+                    details={"key": "jwt_algorithm"},
+                )
+            keys = secret_or_keys
+        else:
+            algorithm = algorithm or "HS256"
+            if algorithm not in HMAC_ALGORITHMS:
+                raise ConfigError(
+                    f"jwt_algorithm {algorithm} needs a key pair, not a secret",
+                    details={"key": "jwt_algorithm"},
+                )
+            keys = JwtKeys(algorithm, bytes(secret_or_keys), bytes(secret_or_keys))
+        if keys.algorithm not in ALGORITHMS:
+            raise ConfigError(
+                f"jwt_algorithm {keys.algorithm!r} is not supported", details={"key": "jwt_algorithm"}
+            )
+        if isinstance(ttl_secs, bool) or not isinstance(ttl_secs, int) or not 1 <= ttl_secs <= MAX_TTL_SECS:
+            raise ConfigError(
+                f"token ttl_secs must be an integer from 1 to {MAX_TTL_SECS}", details={"key": "ttl_secs"}
+            )
+        if not 0 <= leeway_secs <= 300:
+            raise ConfigError("token leeway_secs must be from 0 to 300", details={"key": "leeway_secs"})
+        self._check_key(keys)
+        self.algorithm: str = keys.algorithm
+        self.issuer = issuer
+        self.ttl_secs = ttl_secs
+        self.leeway_secs = leeway_secs
+        self._keys = keys
+        self._clock = clock
+        self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+
+    @staticmethod
+    def _check_key(keys: JwtKeys) -> None:
+        """Fail at start, not at the first login, when the key does not fit the algorithm."""
+        alg = get_default_algorithms()[keys.algorithm]
+        try:
+            prepared = alg.prepare_key(keys.signing_key)
+            alg.prepare_key(keys.verification_key)
+        except Exception:
+            raise ConfigError(
+                f"the JWT key does not fit jwt_algorithm {keys.algorithm} "
+                f"(an HMAC secret must be random bytes, "
+                f"not a PEM key)",
+                details={"key": "jwt_algorithm"},
+            ) from None
+        problem = alg.check_key_length(prepared)
+        if problem:
+            raise ConfigError(
+                f"the JWT key is too weak for {keys.algorithm}: {problem}", details={"key": "JWT_SECRET"}
+            )
+
+    def __repr__(self) -> str:
+        return f"TokenService(algorithm={self.algorithm!r}, issuer={self.issuer!r}, ttl_secs={self.ttl_secs})"
+
+    def issue(self, sub: str, role: str) -> tuple[str, int]:
+        """A signed token for ``sub`` with ``role``, and its lifetime in seconds (``expires_in``)."""
+        if not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_CHARS:
+            raise ValueError("sub must be a non-empty string of at most 256 characters")
+        if not is_role(role):
+            raise ValueError(f"unknown role {role!r}")
+        now = int(self._clock())
+        claims = {
+            "iss": self.issuer,
+            "sub": sub,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl_secs,
+            "jti": secrets.token_hex(16),
+            "role": role,
+        }
+        token = self._jwt.encode(claims, self._keys.signing_key, algorithm=self.algorithm)
+        return token, self.ttl_secs
+
+    def verify(self, token: str) -> Principal:
+        """The principal a valid token names; ``Unauthorized`` for anything else."""
+        if not isinstance(token, str) or not token:
+            raise _refuse("missing token", "missing")
+        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
+            raise _refuse("malformed token", "malformed")
+        claims = self._decode(token)
+        return self._check_claims(claims)
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            return self._jwt.decode(
+                token,
+                self._keys.verification_key,
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    # times are checked in _check_claims against the injected clock
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.MissingRequiredClaimError as exc:
+            claim = exc.claim if exc.claim in REQUIRED_CLAIMS else "a required"
+            raise _refuse(f"token lacks the {claim} claim", "missing_claim") from None
+        except jwt.InvalidSignatureError:
+            raise _refuse("token signature is invalid", "signature") from None
+        except jwt.InvalidAlgorithmError:
+            raise _refuse(
+                f"token algorithm is not accepted (expected {self.algorithm})", "algorithm"
+            ) from None
+        except jwt.InvalidIssuerError:
+            raise _refuse("token issuer is not accepted", "issuer") from None
+        except jwt.InvalidAudienceError:
+            raise _refuse("token audience is not accepted", "audience") from None
+        except jwt.DecodeError:
+            raise _refuse("malformed token", "malformed") from None
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError, RecursionError, OverflowError):
+            # fail closed on whatever else a hostile token provokes inside the decoder
+            raise _refuse("token is invalid", "invalid") from None
+
+    def _check_claims(self, claims: dict[str, Any]) -> Principal:
+        times: dict[str, int] = {}
+        for name in ("iat", "nbf", "exp"):
+            value = claims[name]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _refuse(f"token {name} claim must be an integer", "malformed")
+            times[name] = value
+        now = self._clock()
+        if times["exp"] <= now - self.leeway_secs:
+            raise _refuse("token has expired", "expired")
+        if times["nbf"] > now + self.leeway_secs or times["iat"] > now + self.leeway_secs:
+            raise _refuse("token is not yet valid", "not_yet_valid")
+        sub, role, jti = claims["sub"], claims["role"], claims["jti"]
+        if not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_CHARS:
+            raise _refuse("token sub claim is invalid", "malformed")
+        if not is_role(role):
+            raise _refuse("token role claim is invalid", "malformed")
+        if not isinstance(jti, str) or not jti or len(jti) > 128:
+            raise _refuse("token jti claim is invalid", "malformed")
+        return Principal(sub, role, "jwt", jti, times["iat"], times["exp"])
