@@ -1,0 +1,47 @@
+# The way in. `make run` and `make test` work on a fresh Debian 12 machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= etc/airisd.toml
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-fast lint bench sample-config clean services
+
+help:
+	@echo "make run            install into $(VENV) and run every role with $(CONFIG) (data in ./var)"
+	@echo "make test           install, start the test servers, run the whole suite"
+	@echo "make test-fast      the suite without end-to-end and server tests"
+	@echo "make lint           ruff and mypy"
+	@echo "make bench          the benchmarks in bench/ (results in docs/benchmarks.md)"
+	@echo "make sample-config  regenerate etc/airisd.toml from the plugins' samples"
+
+$(BIN)/airisd: pyproject.toml setup.py
+	@scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	@touch $@
+
+install: $(BIN)/airisd
+
+run: install
+	$(BIN)/airisd run --config $(CONFIG)
+
+services: install
+	scripts/test-services.sh install
+
+test: install services
+	AIRISD_REQUIRE_SERVICES=$${AIRISD_REQUIRE_SERVICES:-1} $(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/pytest -m "not e2e and not services and not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check airisd plugins tests bench
+	$(BIN)/mypy airisd plugins
+
+bench: install
+	bench/run.sh
+
+sample-config: install
+	$(BIN)/airisd config sample > etc/airisd.toml
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
