@@ -11,6 +11,7 @@ import math
 import re
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -44,26 +45,30 @@ def parse_timestamp(value: str | int | float) -> int:
     if not text:
         raise ValueError("empty timestamp")
     if re.fullmatch(r"[+-]?\d+(\.\d+)?", text):
-        return _from_number(float(text) if "." in text else int(text))
+        return _from_number(Decimal(text) if "." in text else int(text))
     return _from_rfc3339(text)
 
 
-def _from_number(value: int | float) -> int:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("timestamp must be a finite number")
+def _from_number(value: int | float | Decimal) -> int:
+    shown = str(value)[:64]
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("timestamp must be a finite number")
+        # The digits the sender wrote (1705314600.123), not the binary float's error: value * 1e9 in
+        # floating point would store .122999906 and show .122.
+        value = Decimal(repr(value))
     if value < 0:
-        raise ValueError(f"timestamp {value!r} is before 1970")
-    magnitude = abs(value)
-    if magnitude < _S_LIMIT:
+        raise ValueError(f"timestamp {shown} is before 1970")
+    if value < _S_LIMIT:
         ns = round(value * NS_PER_S)
-    elif magnitude < _MS_LIMIT:
+    elif value < _MS_LIMIT:
         ns = round(value * NS_PER_MS)
-    elif magnitude < _US_LIMIT:
+    elif value < _US_LIMIT:
         ns = round(value * 1000)
     else:
         ns = int(value)
     if ns > MAX_TS_NS:
-        raise ValueError(f"timestamp {value!r} is out of range")
+        raise ValueError(f"timestamp {shown} is out of range")
     return ns
 
 
@@ -132,12 +137,15 @@ def parse_duration(text: str) -> int:
     s = text.strip()
     if not s:
         raise ValueError("empty duration")
-    pos, total = 0, 0.0
+    if len(s) > 64:
+        raise ValueError(f"{text[:64]!r}... is not a duration (too long)")
+    pos, total = 0, Decimal(0)  # exact: float loses nanoseconds past 2**53 (104 days)
     while pos < len(s):
         m = _DURATION_PART.match(s, pos)
         if m is None:
-            raise ValueError(f"{text[:64]!r} is not a duration (use a number and a unit: 500ms, 1.5s, 2m, 1h, 1d)")
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            raise ValueError(
+                f"{text[:64]!r} is not a duration (use a number and a unit: 500ms, 1.5s, 2m, 1h, 1d)")
+        total += Decimal(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
     if total > MAX_DURATION_NS:
         raise ValueError(f"duration {text[:64]!r} is too long (at most 10 years)")
