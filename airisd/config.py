@@ -90,7 +90,10 @@ class Config(Section):
         return parse_roles(self.agent.role)
 
     def validate(self) -> None:
-        self.roles()
+        try:
+            self.roles()
+        except ConfigError as exc:
+            raise ConfigError(f"{self.source}: agent.role: {exc}") from None
         if self.agent.log_format not in ("logfmt", "json"):
             raise ConfigError(f"{self.source}: agent.log_format must be 'logfmt' or 'json', got {self.agent.log_format!r}")
         if self.agent.log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -251,7 +254,10 @@ def build_config(
     if data_dir:
         data.setdefault("agent", {})["data_dir"] = data_dir
     for section in PLUGIN_SECTIONS:
-        for name, instances in (data.get(section) or {}).items():
+        tables = data.get(section) or {}
+        if not isinstance(tables, dict):
+            raise ConfigError(f"{source}: {section} must be a table of [[{section}.NAME]] sections")
+        for name, instances in tables.items():
             if isinstance(instances, dict):  # [inputs.x] written instead of [[inputs.x]]: accept one
                 data[section][name] = [instances]
             elif not isinstance(instances, list):

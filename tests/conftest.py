@@ -15,8 +15,9 @@ from airisd.plugin import Clock, PluginContext
 from airisd.selfmetrics import Registry
 
 # Property tests run on every `make test`: keep them quick and deterministic on CI.
-settings.register_profile("default", max_examples=100, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
@@ -57,12 +58,23 @@ async def _no_emit(batch: Batch) -> None:
     raise AssertionError(f"this test's plugin context does not accept batches ({batch!r})")
 
 
-def make_ctx(data_dir: Path, *, clock: Clock | None = None, metrics: Registry | None = None,
-             emit: Any = _no_emit, settings: dict[str, Any] | None = None) -> PluginContext:
+def make_ctx(
+    data_dir: Path,
+    *,
+    clock: Clock | None = None,
+    metrics: Registry | None = None,
+    emit: Any = _no_emit,
+    settings: dict[str, Any] | None = None,
+) -> PluginContext:
     """A PluginContext for building one plugin outside the daemon."""
-    return PluginContext(data_dir=data_dir, log=logging.getLogger("airisd.test"),
-                         metrics=metrics or Registry(), emit=emit, clock=clock or Clock(),
-                         settings=settings or {"max_body_bytes": 1 << 20})
+    return PluginContext(
+        data_dir=data_dir,
+        log=logging.getLogger("airisd.test"),
+        metrics=metrics or Registry(),
+        emit=emit,
+        clock=clock or Clock(),
+        settings=settings or {"max_body_bytes": 1 << 20},
+    )
 
 
 @pytest.fixture
