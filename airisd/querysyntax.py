@@ -49,7 +49,8 @@ def parse_label_filter(text: str, *, field: str = "labels", max_items: int = 64)
         key = key.strip()
         if not sep or not key:
             raise ValidationError(
-                f"{field}: {item[:60]!r} is not key:value (e.g. labels=host:web-server-01)", details={"field": field})
+                f"{field}: {item[:60]!r} is not key:value (e.g. labels=host:web-server-01)",
+                details={"field": field})
         if key in out:
             raise ValidationError(f"{field}: label {key[:60]!r} is given twice", details={"field": field})
         out[key] = value
