@@ -39,6 +39,7 @@ class AirisProcess:
     ports: dict[str, int] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    clients: list[httpx.Client] = field(default_factory=list)
 
     def url(self, role: str) -> str:
         return f"http://127.0.0.1:{self.ports[role]}"
@@ -60,6 +61,15 @@ class AirisProcess:
         if wait:
             self.wait_healthy(timeout=timeout)
         return self
+
+    def client(self, role: str, **kw: object) -> httpx.Client:
+        """An HTTP client for a role's listener, with whatever credentials the daemon wants."""
+        client = httpx.Client(base_url=self.url(role), headers=self.auth_headers(), timeout=30, **kw)  # type: ignore[arg-type]
+        self.clients.append(client)  # closed by stop()
+        return client
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
 
     def roles(self) -> list[str]:
         return list(ROLES) if self.role == "all" else self.role.split(",")
@@ -102,6 +112,9 @@ class AirisProcess:
         return int(self.proc.returncode)
 
     def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.terminate()

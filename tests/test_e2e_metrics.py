@@ -42,7 +42,8 @@ def envelope_error(resp: httpx.Response, status: int, code: str) -> dict:
 
 
 def test_seed_metrics_curls(airis: AirisProcess) -> None:
-    base = airis.url("metrics")
+    base = ""
+    httpx = airis.client("metrics")
     data = envelope_ok(httpx.post(f"{base}/metrics", json={
         "name": "cpu.usage", "value": 75.5, "timestamp": "2024-01-15T10:30:00Z",
         "labels": {"host": "web-server-01", "region": "us-east-1"}}), 201)
@@ -73,7 +74,8 @@ def test_seed_metrics_curls(airis: AirisProcess) -> None:
 
 
 def test_bad_input_gets_4xx_and_keeps_data(airis: AirisProcess) -> None:
-    base = airis.url("metrics")
+    base = ""
+    httpx = airis.client("metrics")
     envelope_ok(httpx.post(f"{base}/metrics", json={"name": "keep.me", "value": 1}), 201)
     cases = [
         (b"{not json", 400, "VALIDATION_ERROR"),
@@ -107,10 +109,10 @@ def test_bad_input_gets_4xx_and_keeps_data(airis: AirisProcess) -> None:
 
 def test_kill_9_right_after_ack_loses_nothing(tmp_path: Path) -> None:
     proc = AirisProcess(tmp_path / "data", role="metrics").start()
-    base = proc.url("metrics")
+    base = ""
     sent = 0
     t0 = (time.time_ns() // 1_000_000) - 3_600_000  # ms, an hour ago: inside retention
-    with httpx.Client() as client:
+    with proc.client("metrics") as client:
         for i in range(50):
             batch = [{"name": "durable", "value": float(i * 100 + j), "timestamp": t0 + i * 100 + j}
                      for j in range(100)]
@@ -120,9 +122,10 @@ def test_kill_9_right_after_ack_loses_nothing(tmp_path: Path) -> None:
                                                     "timestamp": t0 + 100_000}).status_code == 201
         sent += 1
     proc.kill9()
+    proc.stop()
     again = AirisProcess(tmp_path / "data", role="metrics").start()
     try:
-        data = envelope_ok(httpx.get(f"{again.url('metrics')}/metrics/query", params={
+        data = envelope_ok(again.client("metrics").get("/metrics/query", params={
             "name": "durable", "from": str(t0 - 1000), "to": str(t0 + 200_000)}))
         assert sum(len(s["points"]) for s in data["series"]) == sent
     finally:
@@ -130,7 +133,7 @@ def test_kill_9_right_after_ack_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_sigterm_stops_cleanly_and_quickly(airis: AirisProcess) -> None:
-    httpx.post(f"{airis.url('metrics')}/metrics", json={"name": "x", "value": 1})
+    airis.client("metrics").post("/metrics", json={"name": "x", "value": 1})
     started = time.monotonic()
     assert airis.terminate(timeout=15) == 0
     assert time.monotonic() - started < 10
@@ -139,7 +142,8 @@ def test_sigterm_stops_cleanly_and_quickly(airis: AirisProcess) -> None:
 
 def test_prometheus_endpoint_passes_promtool(airis: AirisProcess) -> None:
     promtool = require_tool("promtool")
-    base = airis.url("metrics")
+    base = ""
+    httpx = airis.client("metrics")
     httpx.post(f"{base}/metrics", json={"name": "x", "value": 1})
     httpx.post(f"{base}/metrics", json={"name": "x", "value": "bad"})
     text = httpx.get(f"{base}/metrics/prometheus").text
