@@ -24,8 +24,14 @@ class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
     metrics: list[PointIn]
 
 
+class RawBatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    metrics: list[msgspec.Raw]
+
+
 _POINT = msgspec.json.Decoder(PointIn)
 _BATCH = msgspec.json.Decoder(BatchIn)
+_RAW_BATCH = msgspec.json.Decoder(RawBatchIn)
+_NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(.+?)`")
 _AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
 _INDEX = re.compile(r"^\.metrics\[(\d+)\](?:\.(.*))?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -53,6 +59,9 @@ def _decode_error(exc: msgspec.DecodeError, *, batch: bool) -> ValidationError:
             details["field"] = path.lstrip(".").split(".")[0].split("[")[0] or "body"
     else:
         details["field"] = "body"
+    named = _NAMED_FIELD.match(message)
+    if named:  # {"value": 1} lacks `name`: that is the field to name, not the object around it
+        details["field"] = named.group(1)
     if message.startswith("JSON is malformed") or message.startswith("Input data was truncated"):
         return ValidationError(f"malformed JSON: {message}", details={"field": "body"})
     where = f"metrics[{details['index']}].{details['field']}" if "index" in details else details["field"]
@@ -88,7 +97,8 @@ def check_point(p: PointIn, *, now_ns: int, limits: Limits, index: int | None) -
         raise bad("labels", f"has {len(labels)} labels; at most {limits.max_labels} are allowed")
     for k, v in labels.items():
         if not k or len(k) > limits.max_label_key_length or _CONTROL.search(k):
-            raise bad("labels", f"label key {k[:40]!r} must be 1 to {limits.max_label_key_length} printable characters")
+            raise bad("labels",
+                      f"label key {k[:40]!r} must be 1 to {limits.max_label_key_length} printable characters")
         if len(v) > limits.max_label_value_length:
             raise bad("labels", f"label {k[:40]!r} is longer than {limits.max_label_value_length} characters")
     return Point(name=p.name, value=p.value, ts=ts, labels=labels)
@@ -105,26 +115,53 @@ def decode_point(body: bytes, *, now_ns: int, limits: Limits) -> Point:
 def decode_batch(body: bytes, *, now_ns: int, limits: Limits) -> list[Point]:
     """All points, or a ValidationError listing every bad one (the whole batch is refused: a
     client that retries a partly stored batch would otherwise duplicate the good half)."""
+    items: list[PointIn | ValidationError]
     try:
-        batch = _BATCH.decode(body)
+        items = list(_BATCH.decode(body).metrics)
     except msgspec.DecodeError as exc:
-        raise _decode_error(exc, batch=True) from None
-    if not batch.metrics:
+        items = _decode_one_by_one(body, exc)
+    if not items:
         raise ValidationError("metrics: the batch is empty", details={"field": "metrics"})
-    if len(batch.metrics) > limits.max_batch_points:
-        raise ValidationError(f"metrics: {len(batch.metrics)} points; at most {limits.max_batch_points} per batch",
+    if len(items) > limits.max_batch_points:
+        raise ValidationError(f"metrics: {len(items)} points; at most {limits.max_batch_points} per batch",
                               details={"field": "metrics"})
     points: list[Point] = []
     errors: list[dict[str, Any]] = []
-    for i, p in enumerate(batch.metrics):
+    for i, p in enumerate(items):
         try:
+            if isinstance(p, ValidationError):
+                raise p
             points.append(check_point(p, now_ns=now_ns, limits=limits, index=i))
         except ValidationError as exc:
             errors.append({**exc.details, "message": exc.message})
     if errors:
         first = errors[0]
         raise ValidationError(
-            f"{len(errors)} of {len(batch.metrics)} points are invalid; nothing was stored. First: {first['message']}",
+            f"{len(errors)} of {len(items)} points are invalid; nothing was stored. "
+            f"First: {first['message']}",
             details={"field": first.get("field"), "index": first.get("index"), "errors": errors[:50]},
         )
     return points
+
+
+def _decode_one_by_one(body: bytes, first: msgspec.DecodeError) -> list[PointIn | ValidationError]:
+    """The fast decode stops at the first bad point; decode point by point so the 400 lists every
+    bad index, not just the first. A body that is not a batch at all is reported as it is."""
+    try:
+        raw = _RAW_BATCH.decode(body)
+    except msgspec.DecodeError:
+        raise _decode_error(first, batch=True) from None
+    out: list[PointIn | ValidationError] = []
+    for i, item in enumerate(raw.metrics):
+        try:
+            out.append(_POINT.decode(item))
+        except msgspec.DecodeError as exc:
+            err = _decode_error(exc, batch=False)
+            field = err.details.get("field", "body")
+            if field == "body":  # the item itself is not an object
+                out.append(ValidationError(f"metrics[{i}]: {err.message.removeprefix('body: ')}",
+                                           details={"field": "metrics", "index": i}))
+            else:
+                out.append(ValidationError(f"metrics[{i}].{err.message}",
+                                           details={"field": field, "index": i}))
+    return out
