@@ -31,7 +31,9 @@ from airisd.pipeline import OutputRunner, Pipeline
 from airisd.plugin import Clock, Input, Output, Plugin, PluginContext, Processor, Route
 from airisd.registry import Registry
 from airisd.roles.common import CommonApi
+from airisd.roles.logs import LogsQueryApi
 from airisd.roles.metrics import MetricsQueryApi
+from airisd.roles.traces import TracesQueryApi
 from airisd.selfmetrics import Registry as MetricsRegistry
 
 log = logging.getLogger("airisd.daemon")
@@ -191,13 +193,23 @@ class Daemon:
     def _role_routes(self, role: str) -> list[Route]:
         http = self.config.http
         if role == "metrics":
-            store = self.query_stores.get(Signal.METRICS)
-            if store is None:
-                raise ConfigError(f"{self.config.source}: the metrics role needs an output that answers queries "
-                                  "(add [[outputs.sqlite]])")
+            store = self._query_store(Signal.METRICS, role)
             return MetricsQueryApi(store, clock=self.clock, max_range_secs=http.max_query_range_secs,
                                    max_points=http.max_result_points, max_page=http.max_page_size).routes()
+        if role == "log":
+            store = self._query_store(Signal.LOGS, role)
+            return LogsQueryApi(store, clock=self.clock, max_range_secs=http.max_query_range_secs,
+                                max_results=http.max_page_size * 10, max_page=http.max_page_size).routes()
+        if role == "trace":
+            return TracesQueryApi(self._query_store(Signal.TRACES, role), clock=self.clock).routes()
         return []
+
+    def _query_store(self, signal: Signal, role: str) -> Any:
+        store = self.query_stores.get(signal)
+        if store is None:
+            raise ConfigError(f"{self.config.source}: the {role} role needs an output that answers "
+                              f"{signal.value} queries (add [[outputs.sqlite]])")
+        return store
 
     # -- health ------------------------------------------------------------------------------
     async def health_detailed(self) -> dict[str, Any]:

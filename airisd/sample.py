@@ -55,6 +55,10 @@ CORE = """\
 
 DEFAULT_PLUGINS: list[tuple[str, str]] = [
     ("inputs", "http_metrics"),
+    ("inputs", "http_logs"),
+    ("inputs", "http_traces"),
+    ("inputs", "otlp_traces"),
+    ("inputs", "zipkin"),
     ("outputs", "sqlite"),
 ]
 

@@ -16,26 +16,18 @@ from airisd.model import Batch, Signal
 from airisd.pipeline import OutputConfig
 from airisd.plugin import Output, Plugin
 from airisd_plugins.outputs.sqlite.base import SignalStore
+from airisd_plugins.outputs.sqlite.logs_store import LogStore
 from airisd_plugins.outputs.sqlite.metrics_store import MetricStore
+from airisd_plugins.outputs.sqlite.traces_store import TraceStore
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 
 
-def _store_classes() -> dict[Signal, type[SignalStore]]:
-    classes: dict[Signal, type[SignalStore]] = {Signal.METRICS: MetricStore}
-    try:
-        from airisd_plugins.outputs.sqlite.logs_store import LogStore
-
-        classes[Signal.LOGS] = LogStore
-    except ImportError:
-        pass
-    try:
-        from airisd_plugins.outputs.sqlite.traces_store import TraceStore
-
-        classes[Signal.TRACES] = TraceStore
-    except ImportError:
-        pass
-    return classes
+STORE_CLASSES: dict[Signal, type[SignalStore]] = {
+    Signal.METRICS: MetricStore,
+    Signal.LOGS: LogStore,
+    Signal.TRACES: TraceStore,
+}
 
 
 class SqliteConfig(OutputConfig):
@@ -76,7 +68,7 @@ class SqliteOutput(Output):
         wanted = {Signal(s) for s in config.signals} if config.signals else set(Signal)
         self.stores: dict[Signal, SignalStore] = {
             sig: cls(directory, synchronous=sync)
-            for sig, cls in _store_classes().items()
+            for sig, cls in STORE_CLASSES.items()
             if sig in wanted
         }
         self._locks = {sig: anyio.Lock() for sig in self.stores}

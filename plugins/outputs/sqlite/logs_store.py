@@ -46,7 +46,8 @@ _INSERT_FTS = f"INSERT INTO logs_fts(rowid, {_FTS_LIST}) VALUES (?, {_FTS_MARKS}
 _DELETE_FTS = f"INSERT INTO logs_fts(logs_fts, rowid, {_FTS_LIST}) VALUES ('delete', ?, {_FTS_MARKS})"
 _SELECT_FTS = f"SELECT ts, {_FTS_LIST} FROM logs WHERE ts < ? ORDER BY ts LIMIT ?"
 # write() builds the index rows field by field, in this order.
-assert FTS_COLUMNS == ("message", "stack_trace", "level", "service", "trace_id", "span_id", "user_id", "request_id")
+assert FTS_COLUMNS == ("message", "stack_trace", "level", "service",
+                       "trace_id", "span_id", "user_id", "request_id")  # fmt: skip
 # The hits of an FTS5 query in a rowid (= time) range, each joined to its row.
 _FTS_JOIN = ("FROM logs_fts CROSS JOIN logs AS l ON l.ts = logs_fts.rowid "
              "WHERE logs_fts MATCH ? AND logs_fts.rowid >= ? AND logs_fts.rowid <= ?")  # fmt: skip

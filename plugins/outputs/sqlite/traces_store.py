@@ -1,0 +1,375 @@
+"""Spans in SQLite (``traces.db``): one row per span, indexed for the three questions asked of it.
+
+Layout and why:
+
+- ``spans`` is a rowid table; the spans of a trace usually arrive in the same batch, so their rows
+  sit on neighbouring pages. ``UNIQUE (trace_id, span_id)`` finds a trace with one index seek
+  (``get_trace``) and makes a repeated span an ``INSERT OR REPLACE`` (idempotent re-delivery).
+- ``spans_service (service, start_ts, duration, operation, error)`` serves searches by service
+  newest-first; duration, operation and the error flag are tested inside the index, so only
+  matching spans cost a row fetch. ``spans_start (start_ts, duration, error)`` does the same for
+  searches without a service, and the small partial index ``spans_errors`` makes
+  ``tags=error:true`` cheap however rare errors are.
+- Other tag filters are tested in Python on the spans the index lets through (a tag index would
+  cost a row per tag per span on every write).
+- ``operations (service, operation, kind, last_seen)`` is the catalogue behind ``services()`` and
+  ``operations()``, which would otherwise be DISTINCT scans over every span. The writer keeps a
+  cache of it and touches the table only for a new name or when ``last_seen`` is a minute old.
+
+No per-trace summary table: it would add a second random-key upsert per trace per batch, while a
+search's summaries are computed from at most ``limit`` traces' narrow rows at read time (one
+index seek each), which is cheap. Summaries therefore always agree with the spans.
+
+Search semantics (Jaeger's): a trace matches when ONE of its spans satisfies every condition
+(service, operation, start within [from, to], duration within [min, max], every tag filter).
+Results are ordered by that newest matching span's start time, newest first.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import msgspec
+
+from airisd.model import Span, SpanLog
+from airisd.traceformats import tags_match, trace_summary
+from airisd_plugins.outputs.sqlite.base import SignalStore
+
+_CATALOG_REFRESH_NS = 60 * 1_000_000_000  # how stale operations.last_seen may get
+_DELETE_CHUNK = 20_000
+
+_encode = msgspec.json.Encoder().encode
+_decode_tags = msgspec.json.Decoder(dict[str, str | int | float | bool]).decode
+_decode_logs = msgspec.json.Decoder(list[SpanLog]).decode
+
+_SPAN_COLUMNS = "span_id, parent_span_id, service, operation, kind, start_ts, end_ts, error, tags, logs"
+
+
+class TraceStore(SignalStore):
+    filename: ClassVar[str] = "traces.db"
+    SCHEMA: ClassVar[str] = """
+    CREATE TABLE IF NOT EXISTS spans (
+        trace_id       TEXT NOT NULL,
+        span_id        TEXT NOT NULL,
+        parent_span_id TEXT NOT NULL DEFAULT '',
+        service        TEXT NOT NULL,
+        operation      TEXT NOT NULL,
+        kind           TEXT NOT NULL DEFAULT '',
+        start_ts       INTEGER NOT NULL,  -- ns since epoch
+        end_ts         INTEGER NOT NULL,
+        duration       INTEGER NOT NULL,  -- ns, end_ts - start_ts
+        error          INTEGER NOT NULL DEFAULT 0,
+        tags           TEXT,              -- JSON object, NULL when empty
+        logs           TEXT               -- JSON list of {ts, message, fields}, NULL when empty
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS spans_trace ON spans (trace_id, span_id);
+    CREATE INDEX IF NOT EXISTS spans_service ON spans (service, start_ts, duration, operation, error);
+    CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ts, duration, error);
+    CREATE INDEX IF NOT EXISTS spans_errors ON spans (start_ts) WHERE error = 1;
+    CREATE TABLE IF NOT EXISTS operations (
+        service   TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        last_seen INTEGER NOT NULL,       -- newest span start seen, at most a minute stale
+        PRIMARY KEY (service, operation, kind)
+    ) WITHOUT ROWID;
+    """
+
+    _catalog: dict[tuple[str, str, str], int]
+
+    # -- writing (writer thread) -----------------------------------------------------------------
+    def after_open(self, conn: sqlite3.Connection) -> None:
+        self._load_catalog(conn)
+
+    def _load_catalog(self, conn: sqlite3.Connection) -> None:
+        rows = conn.execute("SELECT service, operation, kind, last_seen FROM operations")
+        self._catalog = {(s, o, k): ts for s, o, k, ts in rows}
+
+    def after_rollback(self) -> None:
+        # The cache may name catalogue rows that were rolled back; re-upserting is harmless.
+        self._catalog = {}
+
+    def write(self, items: list[Span]) -> None:
+        conn = self.wconn
+        conn.executemany(
+            "INSERT OR REPLACE INTO spans (trace_id, span_id, parent_span_id, service, operation, kind,"
+            " start_ts, end_ts, duration, error, tags, logs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_span_id,
+                    s.service_name,
+                    s.operation_name,
+                    s.kind,
+                    s.start_ts,
+                    s.end_ts,
+                    s.end_ts - s.start_ts,
+                    1 if s.error else 0,
+                    _encode(s.tags).decode() if s.tags else None,
+                    _encode(s.logs).decode() if s.logs else None,
+                )
+                for s in items
+            ],
+        )
+        catalog = self._catalog
+        stale: dict[tuple[str, str, str], int] = {}
+        for s in items:
+            key = (s.service_name, s.operation_name, s.kind)
+            seen = stale.get(key)
+            if seen is None:
+                seen = catalog.get(key)
+            if seen is None or s.start_ts > seen + _CATALOG_REFRESH_NS:
+                stale[key] = s.start_ts if seen is None else max(seen, s.start_ts)
+        if stale:
+            conn.executemany(
+                "INSERT INTO operations (service, operation, kind, last_seen) VALUES (?,?,?,?)"
+                " ON CONFLICT DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+                [(*key, ts) for key, ts in stale.items()],
+            )
+            catalog.update(stale)
+
+    def delete_before(self, cutoff_ns: int) -> int:
+        """Delete spans that started before cutoff_ns (in chunks, one transaction each, so the
+        writer is never blocked long), then catalogue entries with no span left."""
+        conn = self.wconn
+        total = 0
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans INDEXED BY spans_start"
+                    " WHERE start_ts < ? LIMIT ?)",
+                    (cutoff_ns, _DELETE_CHUNK),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            total += cur.rowcount
+            if cur.rowcount < _DELETE_CHUNK:
+                break
+        # last_seen lags by at most _CATALOG_REFRESH_NS, so this keeps every name with spans left.
+        conn.execute("DELETE FROM operations WHERE last_seen + ? < ?", (_CATALOG_REFRESH_NS, cutoff_ns))
+        self._load_catalog(conn)
+        return total
+
+    # -- reading (any thread; one connection per call) -----------------------------------------
+    def get_trace(self, trace_id: str) -> list[Span]:
+        """Every span of the trace, ordered by start time; [] if unknown."""
+        conn = self.reader()
+        try:
+            return _spans(conn, trace_id)
+        finally:
+            conn.close()
+
+    def get_traces(self, trace_ids: Iterable[str]) -> dict[str, list[Span]]:
+        """Several traces at once (Jaeger's search answers with whole traces); unknown ids are
+        left out."""
+        conn = self.reader()
+        try:
+            out = {}
+            for tid in trace_ids:
+                spans = _spans(conn, tid)
+                if spans:
+                    out[tid] = spans
+            return out
+        finally:
+            conn.close()
+
+    def find_trace_ids(
+        self,
+        *,
+        service: str | None = None,
+        operation: str | None = None,
+        from_ns: int | None = None,
+        to_ns: int | None = None,
+        min_duration_ns: int | None = None,
+        max_duration_ns: int | None = None,
+        tags: Sequence[tuple[str, str]] = (),
+        limit: int = 20,
+    ) -> list[str]:
+        """Ids of the traces with a span matching every condition, newest matching span first."""
+        sql, args, py_filters = _search_sql(
+            service, operation, from_ns, to_ns, min_duration_ns, max_duration_ns, tags
+        )
+        conn = self.reader()
+        try:
+            found: dict[str, None] = {}
+            cur = conn.execute(sql, args)
+            for row in cur:
+                tid = row[0]
+                if tid in found:
+                    continue
+                if py_filters and not tags_match(_decode_tags(row[1]) if row[1] else {}, False, py_filters):
+                    continue
+                found[tid] = None
+                if len(found) >= limit:
+                    break
+            cur.close()
+            return list(found)
+        finally:
+            conn.close()
+
+    def search(
+        self,
+        *,
+        service: str | None = None,
+        operation: str | None = None,
+        from_ns: int | None = None,
+        to_ns: int | None = None,
+        min_duration_ns: int | None = None,
+        max_duration_ns: int | None = None,
+        tags: Sequence[tuple[str, str]] = (),
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
+        """Summaries (see :func:`airisd.traceformats.trace_summary`) of the matching traces."""
+        ids = self.find_trace_ids(
+            service=service,
+            operation=operation,
+            from_ns=from_ns,
+            to_ns=to_ns,
+            min_duration_ns=min_duration_ns,
+            max_duration_ns=max_duration_ns,
+            tags=tags,
+            limit=limit,
+        )
+        return self.summaries(ids)
+
+    def summaries(self, trace_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Summaries in the order given, from the spans' narrow columns (no tags, no logs)."""
+        conn = self.reader()
+        try:
+            out = []
+            for tid in trace_ids:
+                rows = conn.execute(
+                    "SELECT span_id, parent_span_id, service, operation, start_ts, end_ts, error"
+                    " FROM spans WHERE trace_id = ?",
+                    (tid,),
+                ).fetchall()
+                if not rows:
+                    continue  # deleted by retention between the two queries
+                spans = [
+                    Span(
+                        trace_id=tid,
+                        span_id=r[0],
+                        parent_span_id=r[1],
+                        service_name=r[2],
+                        operation_name=r[3],
+                        start_ts=r[4],
+                        end_ts=r[5],
+                        error=bool(r[6]),
+                    )
+                    for r in rows
+                ]
+                out.append(trace_summary(spans))
+            return out
+        finally:
+            conn.close()
+
+    def services(self) -> list[str]:
+        conn = self.reader()
+        try:
+            return [r[0] for r in conn.execute("SELECT DISTINCT service FROM operations ORDER BY service")]
+        finally:
+            conn.close()
+
+    def operations(self, service: str, *, span_kind: str | None = None) -> list[str]:
+        """Operation names of a service, optionally only those seen with one span kind."""
+        sql = "SELECT DISTINCT operation FROM operations WHERE service = ?"
+        args: tuple[str, ...] = (service,)
+        if span_kind:
+            sql += " AND kind = ?"
+            args += (span_kind,)
+        conn = self.reader()
+        try:
+            return [r[0] for r in conn.execute(sql + " ORDER BY operation", args)]
+        finally:
+            conn.close()
+
+    def operation_kinds(self, service: str) -> list[tuple[str, str]]:
+        """(operation, span kind) pairs of a service, for Jaeger's ``/api/operations``."""
+        conn = self.reader()
+        try:
+            rows = conn.execute(
+                "SELECT operation, kind FROM operations WHERE service = ? ORDER BY operation, kind",
+                (service,),
+            )
+            return [(r[0], r[1]) for r in rows]
+        finally:
+            conn.close()
+
+
+def _spans(conn: sqlite3.Connection, trace_id: str) -> list[Span]:
+    rows = conn.execute(
+        f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ts, span_id", (trace_id,)
+    ).fetchall()
+    return [
+        Span(
+            trace_id=trace_id,
+            span_id=r[0],
+            parent_span_id=r[1],
+            service_name=r[2],
+            operation_name=r[3],
+            kind=r[4],
+            start_ts=r[5],
+            end_ts=r[6],
+            error=bool(r[7]),
+            tags=_decode_tags(r[8]) if r[8] else {},
+            logs=_decode_logs(r[9]) if r[9] else [],
+        )
+        for r in rows
+    ]
+
+
+def _search_sql(
+    service: str | None,
+    operation: str | None,
+    from_ns: int | None,
+    to_ns: int | None,
+    min_duration_ns: int | None,
+    max_duration_ns: int | None,
+    tags: Sequence[tuple[str, str]],
+) -> tuple[str, list[Any], list[tuple[str, str]]]:
+    """The scan for find_trace_ids: SQL, its arguments, and the tag filters left for Python.
+
+    The error filter becomes a literal ``error = 0/1`` so that SQLite may use the partial index.
+    """
+    conds: list[str] = []
+    args: list[Any] = []
+    for column, op, value in (
+        ("service", "=", service),
+        ("operation", "=", operation),
+        ("start_ts", ">=", from_ns),
+        ("start_ts", "<=", to_ns),
+        ("duration", ">=", min_duration_ns),
+        ("duration", "<=", max_duration_ns),
+    ):
+        if value is not None:
+            conds.append(f"{column} {op} ?")
+            args.append(value)
+    error_wanted: set[str] = set()
+    py_filters: list[tuple[str, str]] = []
+    for key, value in tags:
+        if key == "error":
+            error_wanted.add(value)
+        else:
+            py_filters.append((key, value))
+    if error_wanted == {"true"}:
+        conds.append("error = 1")
+    elif error_wanted == {"false"}:
+        conds.append("error = 0")
+    elif error_wanted:
+        conds.append("0")  # error:true and error:false together, or error:maybe: nothing matches
+    if service is not None:
+        index = "spans_service"
+    elif "error = 1" in conds:
+        index = "spans_errors"
+    else:
+        index = "spans_start"
+    columns = "trace_id, tags" if py_filters else "trace_id"
+    where = " AND ".join(conds) or "1"
+    sql = f"SELECT {columns} FROM spans INDEXED BY {index} WHERE {where} ORDER BY start_ts DESC"
+    return sql, args, py_filters
