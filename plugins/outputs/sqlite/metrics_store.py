@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import orjson
+from airisd_plugins.outputs.sqlite.base import SignalStore
 
 from airisd.model import Point
-from airisd_plugins.outputs.sqlite.base import SignalStore
 
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "last")
 
@@ -118,8 +118,7 @@ class MetricStore(SignalStore):
                 if rows:
                     out.append((s, rows))
                 remaining -= len(rows)
-                if remaining <= 0:
-                    truncated = truncated or remaining < 0
+                if truncated:  # with the limit used up, one more row in a later series still truncates
                     break
             return out, truncated
         finally:
