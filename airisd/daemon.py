@@ -35,6 +35,7 @@ from airisd.roles.logs import LogsQueryApi
 from airisd.roles.metrics import MetricsQueryApi
 from airisd.roles.traces import TracesQueryApi
 from airisd.selfmetrics import Registry as MetricsRegistry
+from airisd.selftrace import SelfTracer, TracingConfig
 
 log = logging.getLogger("airisd.daemon")
 
@@ -105,6 +106,7 @@ class Daemon:
         self.runners: list[OutputRunner] = []
         self.pipeline: Pipeline | None = None
         self.query_stores: dict[Signal, Any] = {}
+        self.tracer: SelfTracer | None = None
 
     # -- building ------------------------------------------------------------------------------
     def _ctx(self, kind: str, name: str) -> PluginContext:
@@ -138,6 +140,7 @@ class Daemon:
                     plugin = cls(cfg, self._ctx(kinds[section], name))
                     self.instances.append(PluginInstance(section, name, i, plugin, getattr(cfg, "alias", "")))
         self._build_pipeline()
+        self._build_tracer()
         self._build_listeners()
 
     def _output_signals(self, cls: type[Output], cfg: Any) -> set[Signal]:
@@ -175,6 +178,16 @@ class Daemon:
             if name and sig not in self.query_stores:
                 raise ConfigError(f"{self.config.source}: [stores] names {name!r} for {sig.value}, "
                                   "but no such output answers queries")
+
+    def _build_tracer(self) -> None:
+        try:
+            tc = msgspec.convert(self.config.tracing, TracingConfig, strict=False)
+            tc.validate()
+        except (msgspec.ValidationError, ValueError) as exc:
+            raise ConfigError(f"{self.config.source}: [tracing]: {exc}") from None
+        assert self.pipeline is not None
+        if tc.self_tracing and self.pipeline.runners.get(Signal.TRACES):
+            self.tracer = SelfTracer(tc, self._emit, self.metrics)
 
     def _build_listeners(self) -> None:
         for role in self.roles:
@@ -257,7 +270,8 @@ class Daemon:
 
     async def _serve(self, listener: Listener, *, task_status: TaskStatus[None]) -> None:
         lc = self.config.listeners[listener.role]
-        ctx = HttpContext(role=listener.role, metrics=self.metrics, auth_check=getattr(self, "auth_check", None))
+        ctx = HttpContext(role=listener.role, metrics=self.metrics, auth_check=getattr(self, "auth_check", None),
+                          tracer=self.tracer)
         app = build_app(listener.routes, ctx)
         uconfig = uvicorn.Config(
             app, loop="none", http="httptools", lifespan="off", access_log=False, log_config=None,
@@ -283,6 +297,8 @@ class Daemon:
                 await self._start_plugins(tg)
                 for runner in self.runners:
                     tg.start_soon(runner.run)
+                if self.tracer is not None:
+                    tg.start_soon(self.tracer.run)
                 for listener in self.listeners:
                     await tg.start(self._serve, listener)
                     log.info("listening", extra={"kv": {"role": listener.role,
@@ -346,6 +362,8 @@ class Daemon:
             while any(lst.server is not None and lst.server.started and not _server_done(lst.server)
                       for lst in self.listeners):
                 await anyio.sleep(0.02)
+        if self.tracer is not None:
+            await self.tracer.flush()
         self.pipeline.accepting = False
         for runner in self.runners:
             await runner.close()

@@ -46,6 +46,14 @@ CORE = """\
   ## Retry-After sent with 429/503 when a queue is full.
   # retry_after_secs = 1
 
+[tracing]
+  ## Trace airisd's own HTTP requests into its trace pipeline (service metrics-service, operation
+  ## "POST /metrics", ...), when this process runs the trace role. A W3C traceparent header joins
+  ## the caller's trace.
+  self_tracing = "${ENABLE_DISTRIBUTED_TRACING:-false}"
+  sampling_rate = "${JAEGER_SAMPLING_RATE:-0.1}"
+  # flush_interval_secs = 1.0
+
 ## Which output answers each role's queries (an output's name or alias); empty: the first that can.
 [stores]
   # metrics = ""
@@ -59,7 +67,14 @@ DEFAULT_PLUGINS: list[tuple[str, str]] = [
     ("inputs", "http_traces"),
     ("inputs", "otlp_traces"),
     ("inputs", "zipkin"),
+    ("processors", "redact"),
     ("outputs", "sqlite"),
+]
+# Shown in the sample config, commented out: documented, not enabled.
+OPTIONAL_PLUGINS: list[tuple[str, str]] = [
+    ("processors", "labels"),
+    ("processors", "filter"),
+    ("processors", "sample"),
 ]
 
 
@@ -71,4 +86,7 @@ def sample_config() -> str:
     parts = [CORE]
     for section, name in DEFAULT_PLUGINS:
         parts.append(plugin_sample(section, name).rstrip("\n") + "\n")
+    for section, name in OPTIONAL_PLUGINS:
+        text = plugin_sample(section, name).rstrip("\n")
+        parts.append("\n".join(line if line.startswith("#") else "# " + line for line in text.split("\n")) + "\n")
     return "\n".join(parts)

@@ -35,6 +35,7 @@ class HttpContext:
     role: str
     metrics: Registry
     auth_check: AuthCheck | None = None
+    tracer: Any = None  # airisd.selftrace.SelfTracer when self-tracing is on
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -46,6 +47,7 @@ def _wrap(route: Route, ctx: HttpContext) -> Endpoint:
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
+        started_ns = time.time_ns()
         rid = request.headers.get("x-request-id", "")
         if not (0 < len(rid) <= 64 and rid.replace("-", "").replace("_", "").isalnum()):
             rid = new_request_id()
@@ -66,6 +68,10 @@ def _wrap(route: Route, ctx: HttpContext) -> Endpoint:
         response.headers["X-Request-ID"] = rid
         for k, v in ctx.extra_headers.items():
             response.headers.setdefault(k, v)
+        if ctx.tracer is not None:
+            ctx.tracer.record(role=ctx.role, method=request.method, route=route_label, target=request.url.path,
+                              status=response.status_code, start_ns=started_ns, end_ns=time.time_ns(),
+                              traceparent=request.headers.get("traceparent"))
         m_requests.inc(1, ctx.role, request.method, route_label, str(response.status_code))
         m_latency.observe(time.perf_counter() - started, ctx.role, route_label)
         return response

@@ -1,0 +1,128 @@
+"""Mask secrets and personal data in logs (and span tags) before anything stores them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import msgspec
+
+from airisd.hookspecs import hookimpl
+from airisd.model import Batch, Signal
+from airisd.plugin import Plugin, PluginConfig, Processor
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+# name -> (pattern, replacement). Replacements may use groups to keep the harmless part visible.
+BUILTIN_PATTERNS: dict[str, tuple[str, str]] = {
+    "bearer_token": (r"(?i)\b(bearer|token)(\s+|=|:\s*)[A-Za-z0-9\-._~+/]{8,}=*", r"\1\2[REDACTED]"),
+    "url_password": (r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+@", r"\1[REDACTED]@"),
+    "password_field": (r"(?i)\b(password|passwd|pwd|secret|api[_-]?key)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)",
+                       r"\1\2[REDACTED]"),
+    "email": (r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b", "[EMAIL]"),
+    "card_number": (r"\b(?:\d[ -]?){12,18}\d\b", "[CARD]"),
+}
+
+
+class RedactPattern(msgspec.Struct, forbid_unknown_fields=True):
+    regex: str
+    replacement: str = "[REDACTED]"
+    name: str = ""
+
+
+class RedactConfig(PluginConfig):
+    ## Built-in patterns to apply: bearer_token, url_password, password_field, email, card_number.
+    builtins: list[str] = msgspec.field(default_factory=lambda: ["bearer_token", "url_password", "password_field",
+                                                                 "email", "card_number"])
+    ## Your own: [{ name = "ssn", regex = '\d{3}-\d{2}-\d{4}', replacement = "[SSN]" }].
+    patterns: list[RedactPattern] = msgspec.field(default_factory=list)
+    ## Which signals to scrub: logs (message, stack trace, string attributes and labels) and traces
+    ## (string tags and span log messages).
+    signals: list[str] = msgspec.field(default_factory=lambda: ["logs", "traces"])
+
+    def validate(self) -> None:
+        for name in self.builtins:
+            if name not in BUILTIN_PATTERNS:
+                raise ValueError(f"builtins: unknown pattern {name!r} (known: {', '.join(BUILTIN_PATTERNS)})")
+        for i, p in enumerate(self.patterns):
+            try:
+                re.compile(p.regex)
+            except re.error as exc:
+                raise ValueError(f"patterns[{i}].regex {p.regex!r} does not compile: {exc}") from None
+        for s in self.signals:
+            if s not in ("logs", "traces"):
+                raise ValueError(f"signals: {s!r} is not 'logs' or 'traces'")
+
+
+class RedactProcessor(Processor):
+    name: ClassVar[str] = "redact"
+    Config: ClassVar[type[RedactConfig]] = RedactConfig
+    description: ClassVar[str] = "Mask tokens, passwords, e-mail addresses and card numbers before storage"
+    signals: ClassVar[frozenset[Signal]] = frozenset({Signal.LOGS, Signal.TRACES})
+    config: RedactConfig
+
+    def __init__(self, config: RedactConfig, ctx: Any) -> None:
+        super().__init__(config, ctx)
+        rules = [(n, *BUILTIN_PATTERNS[n]) for n in config.builtins]
+        rules += [(p.name or f"pattern{i}", p.regex, p.replacement) for i, p in enumerate(config.patterns)]
+        self.rules = [(n, re.compile(rx), rep) for n, rx, rep in rules]
+        self.m_masked = ctx.metrics.counter("redact_masked_total", "Values masked by the redact processor",
+                                            ("pattern",))
+
+    def scrub(self, text: str) -> str:
+        if not text:
+            return text
+        for name, rx, rep in self.rules:
+            if name == "card_number":
+                text, n = rx.subn(self._card, text)
+            else:
+                text, n = rx.subn(rep, text)
+            if n:
+                self.m_masked.inc(n, name)
+        return text
+
+    @staticmethod
+    def _card(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group(0))
+        return "[CARD]" if 13 <= len(digits) <= 19 and _luhn_ok(digits) else m.group(0)
+
+    def _scrub_value(self, value: Any) -> Any:
+        return self.scrub(value) if isinstance(value, str) else value
+
+    def process(self, batch: Batch) -> Batch:
+        if batch.signal.value not in self.config.signals:
+            return batch
+        if batch.signal is Signal.LOGS:
+            for r in batch.items:
+                r.message = self.scrub(r.message)
+                r.stack_trace = self.scrub(r.stack_trace)
+                if r.attributes:
+                    r.attributes = {k: self._scrub_value(v) for k, v in r.attributes.items()}
+                if r.labels:
+                    r.labels = {k: self.scrub(v) for k, v in r.labels.items()}
+        elif batch.signal is Signal.TRACES:
+            for s in batch.items:
+                if s.tags:
+                    s.tags = {k: self._scrub_value(v) for k, v in s.tags.items()}
+                for log in s.logs:
+                    log.message = self.scrub(log.message)
+        return batch
+
+
+@hookimpl
+def airisd_plugin_classes() -> list[type[Plugin]]:
+    return [RedactProcessor]
+
+
+plugin_class = RedactProcessor
