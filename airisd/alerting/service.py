@@ -151,7 +151,8 @@ class AlertService:
                 raise ValidationError(
                     f"rule_id: no rule with id {silence.rule_id!r}", details={"field": "rule_id"}
                 ) from None
-        return self.store.create_silence(silence, now_ns=self._now()).to_json()
+        saved = self.store.create_silence(silence, now_ns=self._now())
+        return {**saved.to_json(), "active": saved.active(self._now())}
 
     async def list_silences(self, *, active: bool | None = None) -> list[dict[str, Any]]:
         now = self._now()

@@ -69,15 +69,17 @@ class AlertStore:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
-        if self._conn is not None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(SCHEMA)
-        self._conn = conn
+        """Create the file and schema. Idempotent."""
+        with self._lock:
+            if self._conn is not None:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(SCHEMA)
+            self._conn = conn
 
     def close(self) -> None:
         with self._lock:
@@ -88,7 +90,8 @@ class AlertStore:
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise RuntimeError("AlertStore is not open")
+            self.open()  # opened on first use, so the service works before the engine starts
+        assert self._conn is not None
         return self._conn
 
     @contextmanager
