@@ -1,0 +1,296 @@
+"""The pipeline with a fake output: durable acks, backpressure, retries, processor order, batching."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+import pytest
+from airisd_plugins.processors.filter import FilterConfig, FilterProcessor
+
+from airisd.errors import Backpressure, PermanentError, TransientError
+from airisd.model import Batch, Point, Signal
+from airisd.pipeline import Ack, OutputConfig, OutputRunner, Pipeline, runner_settings
+from airisd.plugin import Output, PluginConfig, Processor
+from airisd.selfmetrics import Registry
+from tests.conftest import make_ctx
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeOutput(Output):
+    """Records every write; ``gate`` holds writes until set; ``fail`` is raised by the next writes."""
+
+    name: ClassVar[str] = "fake"
+    Config: ClassVar[type[PluginConfig]] = OutputConfig
+
+    def __init__(self, config: OutputConfig, ctx: Any, *, durable: bool = True) -> None:
+        super().__init__(config, ctx)
+        self.durable = durable  # type: ignore[misc]
+        self.writes: list[list[Any]] = []
+        self.attempts = 0
+        self.fail: list[BaseException] = []
+        self.gate: anyio.Event | None = None
+        self.started_writing = anyio.Event()
+
+    async def write(self, batch: Batch) -> None:
+        self.attempts += 1
+        self.started_writing.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise self.fail.pop(0)
+        self.writes.append(list(batch.items))
+
+    @property
+    def items(self) -> list[Any]:
+        return [i for w in self.writes for i in w]
+
+
+class Tag(Processor):
+    """Appends its tag to every point's ``seen`` label: shows the order processors ran in."""
+
+    name: ClassVar[str] = "tag"
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def process(self, batch: Batch) -> Batch:
+        for p in batch.items:
+            p.labels["seen"] = p.labels.get("seen", "") + self.tag
+        return batch
+
+
+def pts(n: int, start: int = 0, name: str = "m") -> Batch:
+    return Batch(Signal.METRICS, [Point(name=name, value=float(i), ts=i) for i in range(start, start + n)])
+
+
+def make_output(tmp_path: Path, metrics: Registry, *, durable: bool = True, **cfg: Any) -> FakeOutput:
+    config = OutputConfig(**cfg)
+    config.validate()
+    return FakeOutput(config, make_ctx(tmp_path, metrics=metrics), durable=durable)
+
+
+def make_pipeline(
+    outputs: list[FakeOutput],
+    metrics: Registry,
+    processors: list[Processor] = (),  # type: ignore[assignment]
+) -> tuple[Pipeline, list[OutputRunner]]:
+    runners = [OutputRunner(o, Signal.METRICS, f"fake.{i}", metrics) for i, o in enumerate(outputs)]
+    pipeline = Pipeline({Signal.METRICS: list(processors)}, {Signal.METRICS: runners}, metrics)
+    return pipeline, runners
+
+
+@asynccontextmanager
+async def running(runners: list[OutputRunner]) -> AsyncIterator[anyio.abc.TaskGroup]:
+    """Run the runners' loops; on exit close them and let them drain, as the daemon does."""
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for r in runners:
+                tg.start_soon(r.run)
+            yield tg
+            for r in runners:
+                await r.close()
+
+
+@pytest.fixture
+def metrics() -> Registry:
+    return Registry()
+
+
+async def test_durable_ack_waits_for_the_write(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics)
+    out.gate = anyio.Event()
+    pipeline, runners = make_pipeline([out], metrics)
+    done = anyio.Event()
+
+    async def submit() -> None:
+        await pipeline.submit(pts(3))
+        done.set()
+
+    async with running(runners) as tg:
+        tg.start_soon(submit)
+        await out.started_writing.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert not done.is_set()  # the write has begun but not finished: no ack yet
+        assert out.items == []
+        out.gate.set()
+        await done.wait()
+        assert [p.ts for p in out.items] == [0, 1, 2]  # acknowledged means written
+    assert runners[0].m_sent.get("fake.0", "metrics") == 3
+
+
+async def test_non_durable_output_accepts_once_queued(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics, durable=False, batch_size=100, flush_interval_secs=0.01)
+    pipeline, runners = make_pipeline([out], metrics)
+    await pipeline.submit(pts(2))  # runner not running: it returns once queued
+    assert runners[0].queued_items == 2
+    async with running(runners):
+        pass  # closing drains the queue
+    assert len(out.items) == 2
+    assert runners[0].queued_items == 0
+
+
+async def test_forwarder_flushes_a_small_batch_after_the_interval(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics, durable=False, batch_size=1000, flush_interval_secs=0.02)
+    pipeline, runners = make_pipeline([out], metrics)
+    async with running(runners):
+        await pipeline.submit(pts(1))
+        with anyio.fail_after(5):
+            await out.started_writing.wait()
+        assert len(out.items) == 1
+
+
+async def test_backpressure_enqueues_nothing_anywhere(tmp_path: Path, metrics: Registry) -> None:
+    roomy = make_output(tmp_path, metrics, durable=False, max_queue_items=1000)
+    tight = make_output(tmp_path, metrics, durable=False, batch_size=5, max_queue_items=5)
+    pipeline, (r_roomy, r_tight) = make_pipeline([roomy, tight], metrics)
+    pipeline.retry_after_secs = 7
+    await pipeline.submit(pts(4))  # loops not running: the queues only fill
+    assert (r_roomy.queued_items, r_tight.queued_items) == (4, 4)
+    with pytest.raises(Backpressure) as exc:
+        await pipeline.submit(pts(2))
+    assert exc.value.status == 503
+    assert exc.value.retry_after_secs == 7
+    assert exc.value.details == {"outputs": ["fake.1"]}
+    assert (r_roomy.queued_items, r_tight.queued_items) == (4, 4)  # not half-delivered to the roomy one
+    await pipeline.submit(pts(1))  # what fits still goes
+    assert (r_roomy.queued_items, r_tight.queued_items) == (5, 5)
+    async with running([r_roomy, r_tight]):
+        pass
+    assert len(roomy.items) == len(tight.items) == 5
+
+
+async def test_an_oversized_batch_is_accepted_into_an_empty_queue(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics, durable=False, batch_size=2, max_queue_items=2)
+    pipeline, runners = make_pipeline([out], metrics)
+    await pipeline.submit(pts(5))  # would never fit otherwise: accepted whole, written whole
+    with pytest.raises(Backpressure):
+        await pipeline.submit(pts(1))
+    async with running(runners):
+        pass
+    assert [len(w) for w in out.writes] == [5]
+
+
+async def test_shutting_down_or_no_output_is_backpressure(tmp_path: Path, metrics: Registry) -> None:
+    pipeline = Pipeline({}, {Signal.METRICS: []}, metrics)
+    with pytest.raises(Backpressure, match="no output"):
+        await pipeline.submit(pts(1))
+    pipeline.accepting = False
+    with pytest.raises(Backpressure, match="shutting down"):
+        await pipeline.submit(pts(1))
+
+
+async def test_transient_errors_are_retried_until_delivered(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics, retry_initial_secs=0.001, retry_max_secs=0.004)
+    out.fail = [
+        TransientError("timeout"),
+        TransientError("refused"),
+        OSError("reset"),
+        TransientError("again"),
+    ]
+    pipeline, runners = make_pipeline([out], metrics)
+    async with running(runners):
+        await pipeline.submit(pts(3))
+    assert out.attempts == 5
+    assert len(out.items) == 3
+    assert runners[0].m_retries.get("fake.0", "metrics") == 4
+    assert runners[0].m_failed.get("fake.0", "metrics") == 0
+    assert runners[0].last_error == "TransientError: again"
+
+
+async def test_permanent_errors_are_not_retried_and_are_counted(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics, retry_initial_secs=0.001)
+    out.fail = [PermanentError("mapping conflict")]
+    pipeline, runners = make_pipeline([out], metrics)
+    async with running(runners):
+        with pytest.raises(PermanentError, match="mapping conflict"):
+            await pipeline.submit(pts(4))  # the submitter learns it was not stored
+        await pipeline.submit(pts(1, start=10))  # the next batch goes through
+    assert out.attempts == 2
+    assert [p.ts for p in out.items] == [10]
+    assert runners[0].m_failed.get("fake.0", "metrics") == 4
+    assert runners[0].m_retries.get("fake.0", "metrics") == 0
+    assert "output_failed_total" in metrics.render()
+
+
+async def test_processors_run_in_order_before_every_output(tmp_path: Path, metrics: Registry) -> None:
+    a, b = make_output(tmp_path, metrics), make_output(tmp_path, metrics)
+    pipeline, runners = make_pipeline([a, b], metrics, [Tag("1"), Tag("2"), Tag("3")])
+    async with running(runners):
+        await pipeline.submit(pts(2))
+    assert [p.labels["seen"] for p in a.items] == ["123", "123"]
+    assert [p.labels["seen"] for p in b.items] == ["123", "123"]
+
+
+async def test_filtered_out_batches_reach_no_output(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics)
+    config = FilterConfig(names=["m"])
+    drop_all = FilterProcessor(config, make_ctx(tmp_path))
+    pipeline, runners = make_pipeline([out], metrics, [drop_all, Tag("x")])
+    async with running(runners):
+        await pipeline.submit(pts(3))
+        await pipeline.submit(pts(2, name="kept"))
+    assert [p.name for p in out.items] == ["kept", "kept"]
+    assert pipeline.m_dropped.get("metrics") == 3
+    assert pipeline.m_in.get("metrics") == 5
+
+
+async def test_forwarder_merges_queued_batches_up_to_batch_size(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics, durable=False, batch_size=5, flush_interval_secs=0.01)
+    pipeline, runners = make_pipeline([out], metrics)
+    for n in (2, 2, 2, 3, 7, 1):
+        await pipeline.submit(pts(n))
+    async with running(runners):
+        pass
+    assert [len(w) for w in out.writes] == [4, 5, 7, 1]  # never over 5, except a batch that is alone
+    assert len(out.items) == 17
+
+
+async def test_store_group_commits_everything_queued(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics, batch_size=5, max_queue_items=100)
+    out.gate = anyio.Event()
+    pipeline, runners = make_pipeline([out], metrics)
+    async with running(runners) as tg:
+        tg.start_soon(pipeline.submit, pts(1))
+        await out.started_writing.wait()  # the first write is in progress...
+        for n in (3, 4, 5):
+            tg.start_soon(pipeline.submit, pts(n))  # ...while three more requests queue up
+        await anyio.wait_all_tasks_blocked()
+        assert runners[0].queued_items == 12
+        out.gate.set()
+    assert [len(w) for w in out.writes] == [1, 12]  # one commit for the three waiting requests
+
+
+def test_runner_settings_come_from_the_output_config() -> None:
+    s = runner_settings(OutputConfig(batch_size=7, flush_interval_secs=0.5, max_queue_items=70))
+    assert (s.batch_size, s.flush_interval_secs, s.max_queue_items) == (7, 0.5, 70)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"batch_size": 0},
+        {"flush_interval_secs": -1},
+        {"batch_size": 10, "max_queue_items": 5},
+        {"signals": ["x"]},
+    ],
+)
+def test_bad_output_options_are_refused(cfg: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        OutputConfig(**cfg).validate()
+
+
+async def test_ack_delivers_the_first_outcome_only() -> None:
+    ack = Ack()
+    ack.set(PermanentError("no"))
+    ack.set()  # ignored: the outcome is already decided
+    with pytest.raises(PermanentError):
+        await ack.wait()
+    ok = Ack()
+    ok.set()
+    await ok.wait()
+    assert ok.error is None
