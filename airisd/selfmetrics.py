@@ -17,6 +17,11 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def _escape_help(value: str) -> str:
+    """HELP text escapes only backslash and newline; a \\" there is a parse error in Prometheus."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 def _fmt(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
@@ -43,7 +48,7 @@ class _Metric:
         return "{" + ",".join(parts) + "}" if parts else ""
 
     def header(self) -> list[str]:
-        return [f"# HELP {self.name} {_escape(self.help)}", f"# TYPE {self.name} {self.kind}"]
+        return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
 
     def render(self) -> list[str]:
         raise NotImplementedError
