@@ -132,7 +132,7 @@ def test_an_entry_point_that_fails_to_import_is_reported(monkeypatch: pytest.Mon
     assert [(b.entry_point, b.package) for b in reg.broken] == [("ghost", "unknown")]
     assert "ModuleNotFoundError" in reg.broken[0].error
     assert set(reg.plugins) >= BUILT_INS
-    with pytest.raises(ConfigError, match="ghost.*failed to load.*ModuleNotFoundError"):
+    with pytest.raises(ConfigError, match=r"ghost.*failed to load.*ModuleNotFoundError"):
         reg.get("input", "ghost")
 
 
