@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,20 @@ class FakeClock(Clock):
     def advance(self, seconds: float) -> None:
         self.now_ns += int(seconds * 1_000_000_000)
         self.mono += seconds
+
+
+# SQLite commits on tmpfs cost no fsync: stores under test open and write ~10x faster there.
+FAST_TMP = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+@pytest.fixture
+def fast_tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """A fresh directory on tmpfs when there is one (else tmp_path), removed afterwards."""
+    if FAST_TMP is None:
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(prefix="airisd-test-", dir=FAST_TMP) as d:
+        yield Path(d)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ timestamp replaces the first.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 
 from airisd.model import Point
 from airisd.timeparse import NS_PER_MS, NS_PER_S
+from tests.conftest import FAST_TMP
 
 T0 = 1_705_314_600 * NS_PER_S
 SPAN_STEPS = 2400  # points fall on a 250 ms grid over 10 minutes, so timestamps collide
@@ -107,10 +107,6 @@ class Oracle:
             for ts in old:
                 del pts[ts]
         return n
-
-
-# A store per example: on tmpfs its commits and checkpoints cost no fsync (12x faster here).
-FAST_TMP = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
 
 @contextmanager
