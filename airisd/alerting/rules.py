@@ -281,7 +281,8 @@ def channel_config(
         known = ", ".join(sorted(registry)) or "none"
         raise _err("type", f"unknown channel type {channel.type!r} (installed: {known})")
     merged = {**(defaults or {}).get(channel.type, {}), **channel.config}
-    config = _convert(merged, cls.Config, "config")
+    # strict=False: defaults from the TOML file arrive as strings after ${VAR} substitution ("587")
+    config = _convert(merged, cls.Config, "config", strict=False)
     try:
         config.validate()
     except ValidationError:
@@ -419,9 +420,9 @@ _MSGSPEC_AT = re.compile(r" - at `\$(.*)`$")
 _MSGSPEC_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]*)`")
 
 
-def _convert(obj: Any, typ: Any, prefix: str) -> Any:
+def _convert(obj: Any, typ: Any, prefix: str, *, strict: bool = True) -> Any:
     try:
-        return msgspec.convert(obj, typ)
+        return msgspec.convert(obj, typ, strict=strict)
     except msgspec.ValidationError as exc:
         msg = str(exc)
         path = ""
