@@ -27,10 +27,10 @@ from airisd.alerting.notification import AlertInfo, Notification, RuleInfo, Stat
 from airisd.alerting.rules import channel_config, channel_from_json
 from airisd.errors import PermanentError, TransientError
 from airisd.plugin import AlertChannel, PluginContext
-from plugins.alerting.email import EmailChannel
-from plugins.alerting.slack import SlackChannel
-from plugins.alerting.sms import SmsChannel
-from plugins.alerting.webhook import WebhookChannel
+from airisd_plugins.alerting.email import EmailChannel
+from airisd_plugins.alerting.slack import SlackChannel
+from airisd_plugins.alerting.sms import SmsChannel
+from airisd_plugins.alerting.webhook import WebhookChannel
 from tests.conftest import make_ctx
 from tests.test_alert_engine import FakeMetrics, make_rig
 

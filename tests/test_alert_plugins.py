@@ -14,7 +14,7 @@ import pytest
 
 from airisd.alerting.rules import channel_config, channel_from_json
 from airisd.plugin import AlertChannel
-from plugins.alerting import email, slack, sms, webhook
+from airisd_plugins.alerting import email, slack, sms, webhook
 from tests.conftest import make_ctx
 
 PLUGINS = {"email": email, "slack": slack, "webhook": webhook, "sms": sms}

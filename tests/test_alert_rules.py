@@ -22,10 +22,10 @@ from airisd.alerting.rules import (
     silence_from_json,
 )
 from airisd.errors import ValidationError
-from plugins.alerting.email import EmailChannel
-from plugins.alerting.slack import SlackChannel
-from plugins.alerting.sms import SmsChannel
-from plugins.alerting.webhook import WebhookChannel
+from airisd_plugins.alerting.email import EmailChannel
+from airisd_plugins.alerting.slack import SlackChannel
+from airisd_plugins.alerting.sms import SmsChannel
+from airisd_plugins.alerting.webhook import WebhookChannel
 
 REGISTRY = {"email": EmailChannel, "slack": SlackChannel, "webhook": WebhookChannel, "sms": SmsChannel}
 NOW = 1_705_314_600_000_000_000

@@ -15,10 +15,10 @@ from airisd.alerting.service import merge_patch
 from airisd.alerting.state import HistoryEntry
 from airisd.alerting.store import AlertStore
 from airisd.errors import ConfigError, NotFound, ValidationError
-from plugins.alerting.email import EmailChannel
-from plugins.alerting.slack import SlackChannel
-from plugins.alerting.sms import SmsChannel
-from plugins.alerting.webhook import WebhookChannel
+from airisd_plugins.alerting.email import EmailChannel
+from airisd_plugins.alerting.slack import SlackChannel
+from airisd_plugins.alerting.sms import SmsChannel
+from airisd_plugins.alerting.webhook import WebhookChannel
 from tests.conftest import FakeClock
 from tests.test_alert_engine import Rig, make_rig
 from tests.test_alert_rules import SEED_EMAIL, SEED_LOG_RULE, SEED_METRIC_RULE, SEED_SLACK
