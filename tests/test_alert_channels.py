@@ -22,15 +22,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from airisd_plugins.alerting.email import EmailChannel
+from airisd_plugins.alerting.slack import SlackChannel
+from airisd_plugins.alerting.sms import SmsChannel
+from airisd_plugins.alerting.webhook import WebhookChannel
 
 from airisd.alerting.notification import AlertInfo, Notification, RuleInfo, Status, fingerprint
 from airisd.alerting.rules import channel_config, channel_from_json
 from airisd.errors import PermanentError, TransientError
 from airisd.plugin import AlertChannel, PluginContext
-from airisd_plugins.alerting.email import EmailChannel
-from airisd_plugins.alerting.slack import SlackChannel
-from airisd_plugins.alerting.sms import SmsChannel
-from airisd_plugins.alerting.webhook import WebhookChannel
 from tests.conftest import make_ctx
 from tests.test_alert_engine import FakeMetrics, make_rig
 

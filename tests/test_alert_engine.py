@@ -574,3 +574,35 @@ async def test_bad_pushed_alerts_are_rejected_naming_the_field(am: Rig, body: An
         await am.service.receive_external_alerts(body)
     assert info.value.details["field"] == field
     assert am.engine.states == {}
+
+
+async def test_moving_a_rule_to_another_channel(rig: Rig) -> None:
+    await add_channel(rig, "oncall")
+    rule = await add_rule(rig, duration="0s")
+    rig.metrics.values["cpu.usage"] = 95
+    await rig.round()
+    assert [n.receiver for n in rig.take()] == ["ops"]
+    await rig.service.patch_rule(rule["id"], {"channels": ["oncall"]})
+    await rig.round(15)
+    assert [(n.receiver, n.status) for n in rig.take()] == [("oncall", "firing")]
+    rig.metrics.values["cpu.usage"] = 1
+    await rig.round(15)
+    assert [(n.receiver, n.status) for n in rig.take()] == [("oncall", "resolved")]
+    assert rig.engine.states == {}
+    assert [(k[1], e.firing) for k, e in rig.engine.nlog.items()] == [("oncall", [])]  # ops forgotten
+
+
+async def test_quiet_log_updates_survive_a_restart(tmp_path: Path, fake_clock: FakeClock) -> None:
+    first = make_rig(tmp_path, fake_clock)
+    await add_channel(first, "quiet", send_resolved=False)
+    await add_rule(first, channels=["quiet"], duration="0s")
+    first.metrics.values["cpu.usage"] = 95
+    await first.round()
+    first.metrics.values["cpu.usage"] = 1
+    await first.round(15)
+    await first.engine.shutdown()
+    second = make_rig(tmp_path, fake_clock)
+    second.metrics.values["cpu.usage"] = 95
+    await second.round(15)  # fires again: news to the channel, though it never heard it resolved
+    assert [n.status for n in second.take()] == ["firing"]
+    await second.engine.shutdown()

@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from airisd_plugins.alerting import email, slack, sms, webhook
 
 from airisd.alerting.rules import channel_config, channel_from_json
 from airisd.plugin import AlertChannel
-from airisd_plugins.alerting import email, slack, sms, webhook
 from tests.conftest import make_ctx
 
 PLUGINS = {"email": email, "slack": slack, "webhook": webhook, "sms": sms}

@@ -7,6 +7,10 @@ import copy
 from typing import Any
 
 import pytest
+from airisd_plugins.alerting.email import EmailChannel
+from airisd_plugins.alerting.slack import SlackChannel
+from airisd_plugins.alerting.sms import SmsChannel
+from airisd_plugins.alerting.webhook import WebhookChannel
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,10 +26,6 @@ from airisd.alerting.rules import (
     silence_from_json,
 )
 from airisd.errors import ValidationError
-from airisd_plugins.alerting.email import EmailChannel
-from airisd_plugins.alerting.slack import SlackChannel
-from airisd_plugins.alerting.sms import SmsChannel
-from airisd_plugins.alerting.webhook import WebhookChannel
 
 REGISTRY = {"email": EmailChannel, "slack": SlackChannel, "webhook": WebhookChannel, "sms": SmsChannel}
 NOW = 1_705_314_600_000_000_000

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airisd_plugins.alerting.email import EmailChannel
+from airisd_plugins.alerting.slack import SlackChannel
+from airisd_plugins.alerting.sms import SmsChannel
+from airisd_plugins.alerting.webhook import WebhookChannel
 
 from airisd.alerting.config import alerting_config
 from airisd.alerting.rules import MASK
@@ -15,10 +19,6 @@ from airisd.alerting.service import merge_patch
 from airisd.alerting.state import HistoryEntry
 from airisd.alerting.store import AlertStore
 from airisd.errors import ConfigError, NotFound, ValidationError
-from airisd_plugins.alerting.email import EmailChannel
-from airisd_plugins.alerting.slack import SlackChannel
-from airisd_plugins.alerting.sms import SmsChannel
-from airisd_plugins.alerting.webhook import WebhookChannel
 from tests.conftest import FakeClock
 from tests.test_alert_engine import Rig, make_rig
 from tests.test_alert_rules import SEED_EMAIL, SEED_LOG_RULE, SEED_METRIC_RULE, SEED_SLACK

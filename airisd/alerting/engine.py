@@ -118,6 +118,8 @@ class AlertEngine:
         self.nlog: dict[tuple[str, str], NlogEntry] = {}
         self.health: dict[str, RuleHealth] = {}
         self._plugins: dict[str, tuple[int, AlertChannel]] = {}  # channel id -> (updated_ns, plugin)
+        self._configs: dict[str, tuple[int, Any]] = {}  # channel id -> (updated_ns, Config)
+        self._nlog_dirty: dict[tuple[str, str], NlogEntry | None] = {}  # None: delete
         self._lock = anyio.Lock()  # guards states and nlog
         self._round_lock = anyio.Lock()  # one round at a time
         self._started = False
@@ -212,9 +214,15 @@ class AlertEngine:
                 deleted: set[tuple[str, str]] = set()
                 history: list[HistoryEntry] = []
                 by_id = {r.id: r for r in rules}
+                by_group: dict[str, list[tuple[str, str]]] = {}
+                for key in self.states:
+                    by_group.setdefault(key[0], []).append(key)
                 for rule in rules:
                     if rule.id in observations:
-                        self._apply_rule(rule, observations[rule.id], now, result, changed, deleted, history)
+                        existing = by_group.get(f"rule:{rule.id}", [])
+                        self._apply_rule(
+                            rule, observations[rule.id], existing, now, result, changed, deleted, history
+                        )
                 self._expire_external(now, result, changed, history)
                 self._drop_orphans(by_id, deleted)
                 self.store.save_round(
@@ -255,6 +263,7 @@ class AlertEngine:
         self,
         rule: Rule,
         holding: list[tuple[dict[str, str], float]],
+        existing: list[tuple[str, str]],  # the rule's alert keys at the start of the round
         now: int,
         result: RoundResult,
         changed: set[tuple[str, str]],
@@ -307,8 +316,9 @@ class AlertEngine:
                 st.state, st.fired_ns = "firing", now
                 move(st, "firing", "pending")
             changed.add(key)
-        for key, st in list(self.states.items()):
-            if key[0] != group or key[1] in seen:
+        for key in existing:
+            st = self.states[key]
+            if key[1] in seen:
                 continue
             if st.state == "pending":
                 del self.states[key]
@@ -362,6 +372,9 @@ class AlertEngine:
             firing_fps = {st.fingerprint for st in firing}
             by_fp = {st.fingerprint: st for st in states}
             names = rule.channels if rule else sorted({c for st in states for c in st.channels})
+            for key in [k for k in self.nlog if k[0] == group and k[1] not in names]:
+                del self.nlog[key]  # a channel the group no longer uses
+                self._nlog_dirty[key] = None
             for name in names:
                 last = self.nlog.get((group, name))
                 told = set(last.firing) if last else set()
@@ -388,9 +401,10 @@ class AlertEngine:
                 elif gone and last is not None:
                     # Nothing to say (send_resolved off, or the alert went back to pending):
                     # forget it quietly, keeping the repeat timer.
-                    self.nlog[(group, name)] = NlogEntry(
+                    quiet = NlogEntry(
                         group_key=group, channel=name, firing=sorted(told - gone), ts_ns=last.ts_ns
                     )
+                    self.nlog[(group, name)] = self._nlog_dirty[(group, name)] = quiet
         return planned
 
     def _send_resolved(self, channel: Channel | None) -> bool:
@@ -457,7 +471,6 @@ class AlertEngine:
                 tg.start_soon(one, p)
         async with self._lock:
             history: list[HistoryEntry] = []
-            nlog: list[NlogEntry] = []
             for p, res in outcomes:
                 n = p.notification
                 entry = HistoryEntry(
@@ -480,8 +493,7 @@ class AlertEngine:
                     self._m_sent.inc(1, p.channel_name, "ok" if res.ok else "failed")
                 if res.ok or res.permanent:
                     e = NlogEntry(group_key=n.group_key, channel=p.channel_name, firing=p.firing, ts_ns=now)
-                    self.nlog[(e.group_key, e.channel)] = e
-                    nlog.append(e)
+                    self.nlog[(e.group_key, e.channel)] = self._nlog_dirty[(e.group_key, e.channel)] = e
                 if not res.ok:
                     log.warning(
                         "alert notification to %s failed after %d attempt(s): %s",
@@ -490,7 +502,13 @@ class AlertEngine:
                         res.error,
                     )
             deleted = self._collect_resolved()
-            self.store.save_round(delete=deleted, nlog=nlog, history=history)
+            dirty, self._nlog_dirty = self._nlog_dirty, {}
+            self.store.save_round(
+                delete=deleted,
+                nlog=[e for e in dirty.values() if e is not None],
+                nlog_delete=[k for k, e in dirty.items() if e is None],
+                history=history,
+            )
 
     def _collect_resolved(self) -> list[tuple[str, str]]:
         """Resolved alerts no channel still believes firing are done with."""
@@ -518,7 +536,13 @@ class AlertEngine:
         )
 
     def _config_of(self, channel: Channel) -> Any:
-        return channel_config(channel, self.channel_types, defaults=self.config.channel_defaults)
+        """The channel's validated Config, cached until the channel changes."""
+        cached = self._configs.get(channel.id)
+        if cached is not None and cached[0] == channel.updated_ns:
+            return cached[1]
+        config = channel_config(channel, self.channel_types, defaults=self.config.channel_defaults)
+        self._configs[channel.id] = (channel.updated_ns, config)
+        return config
 
     async def _plugin(self, channel: Channel) -> AlertChannel:
         cached = self._plugins.get(channel.id)
@@ -534,6 +558,7 @@ class AlertEngine:
 
     async def forget_channel(self, channel_id: str) -> None:
         """Drop the cached plugin of a changed or deleted channel."""
+        self._configs.pop(channel_id, None)
         cached = self._plugins.pop(channel_id, None)
         if cached is not None:
             try:

@@ -261,6 +261,7 @@ class AlertStore:
         upsert: Iterable[AlertState] = (),
         delete: Iterable[tuple[str, str]] = (),
         nlog: Iterable[NlogEntry] = (),
+        nlog_delete: Iterable[tuple[str, str]] = (),
         history: Iterable[HistoryEntry] = (),
     ) -> None:
         """Persist one round's changes atomically."""
@@ -274,6 +275,7 @@ class AlertStore:
                 "INSERT OR REPLACE INTO nlog (group_key, channel, body) VALUES (?, ?, ?)",
                 [(e.group_key, e.channel, _enc.encode(e)) for e in nlog],
             )
+            conn.executemany("DELETE FROM nlog WHERE group_key = ? AND channel = ?", list(nlog_delete))
             for entry in history:
                 cur = conn.execute(
                     "INSERT INTO history (ts_ns, kind, rule_id, channel, dedup_key, body)"
