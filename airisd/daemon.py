@@ -23,6 +23,7 @@ import msgspec
 import uvicorn
 from anyio.abc import TaskStatus
 
+from airisd.auth.http import AuthApi
 from airisd.config import PLUGIN_SECTIONS, Config, parse_address
 from airisd.errors import ConfigError
 from airisd.http.app import HttpContext, build_app
@@ -31,6 +32,7 @@ from airisd.pipeline import OutputRunner, Pipeline
 from airisd.plugin import Clock, Input, Output, Plugin, PluginContext, Processor, Route
 from airisd.registry import Registry
 from airisd.roles.common import CommonApi
+from airisd.roles.debug import DebugApi
 from airisd.roles.logs import LogsQueryApi
 from airisd.roles.metrics import MetricsQueryApi
 from airisd.roles.traces import TracesQueryApi
@@ -141,6 +143,10 @@ class Daemon:
                     self.instances.append(PluginInstance(section, name, i, plugin, getattr(cfg, "alias", "")))
         self._build_pipeline()
         self._build_tracer()
+        # auth (issue 6): [auth], JWT_SECRET and AIRISD_ADMIN_PASSWORD checked here; opened in run()
+        self.auth_api = AuthApi.from_config(self.config)
+        self.auth_check = self.auth_api.check
+        self.debug_api = DebugApi(self.data_dir)
         self._build_listeners()
 
     def _output_signals(self, cls: type[Output], cfg: Any) -> set[Signal]:
@@ -197,6 +203,7 @@ class Daemon:
             host, port = parse_address(lc.address, where=f"listeners.{role}.address")
             routes: list[Route] = []
             routes += CommonApi(role, self.metrics, self.health_detailed, self.started_at).routes()
+            routes += self.auth_api.routes() + self.debug_api.routes()  # /auth/login, /debug/profile/*
             routes += self._role_routes(role)
             for inst in self.instances:
                 if isinstance(inst.plugin, Input) and type(inst.plugin).role == role:
@@ -272,7 +279,7 @@ class Daemon:
         lc = self.config.listeners[listener.role]
         ctx = HttpContext(role=listener.role, metrics=self.metrics, auth_check=getattr(self, "auth_check", None),
                           tracer=self.tracer)
-        app = build_app(listener.routes, ctx)
+        app = self.auth_api.wrap_asgi(build_app(listener.routes, ctx))  # CORS, when configured
         uconfig = uvicorn.Config(
             app, loop="none", http="httptools", lifespan="off", access_log=False, log_config=None,
             server_header=False, timeout_keep_alive=30, timeout_graceful_shutdown=5,
@@ -293,6 +300,7 @@ class Daemon:
         for listener in self.listeners:  # fail fast on a busy port, before opening stores
             listener.sock = self._bind(listener)
         try:
+            await anyio.to_thread.run_sync(self.auth_api.open)  # auth.db, first admin (password shown once)
             async with anyio.create_task_group() as tg:
                 await self._start_plugins(tg)
                 for runner in self.runners:
@@ -309,6 +317,8 @@ class Daemon:
                 with anyio.CancelScope(shield=True):
                     await self._stop(tg)
         finally:
+            self.debug_api.close()
+            self.auth_api.close()
             for listener in self.listeners:
                 if listener.sock is not None:
                     listener.sock.close()

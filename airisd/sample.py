@@ -45,6 +45,37 @@ CORE = """\
   # max_page_size = 1000
   ## Retry-After sent with 429/503 when a queue is full.
   # retry_after_secs = 1
+  ## CORS is off; list the browser origins allowed to call the API, e.g. ["https://grafana.example.com"].
+  # cors_allow_origins = []
+
+## Who may call the API (docs/security.md). Every route but /health and /auth/login wants
+## "Authorization: Bearer <token or API key>". The JWT secret is the environment's JWT_SECRET (32+
+## random bytes; the .env placeholder is refused), or, when unset, one generated into data_dir/jwt.secret.
+## The first admin's password is AIRISD_ADMIN_PASSWORD, or generated and shown once on the first start.
+[auth]
+  ## false: no authentication at all (only behind a trusted network or proxy).
+  # enabled = true
+  ## HS256/384/512 sign with JWT_SECRET; RS256 or ES256 (and 384/512) with a PEM private key file.
+  # jwt_algorithm = "HS256"
+  # jwt_private_key_file = ""
+  # jwt_public_key_file = ""
+  ## Lifetime of a login token (expires_in).
+  # token_ttl_secs = 3600
+  ## Requests per minute per client (token subject or API key, else address); 0 turns it off.
+  rate_limit_per_minute = "${API_RATE_LIMIT:-1000}"
+  ## Failed logins per user name and per address before exponential lockouts, and the longest lockout.
+  # login_max_failures = 5
+  # login_max_lockout_secs = 900.0
+  ## true: /metrics/prometheus needs no token (for a scraper on a trusted network).
+  # public_prometheus = false
+  ## Proxies (addresses or networks) whose X-Forwarded-For names the client, e.g. ["127.0.0.1"] behind nginx.
+  # trusted_proxies = []
+  ## Read-only accounts kept in this file (`airisd user add` keeps others in data_dir/auth.db);
+  ## docs/security.md shows how to make a password_hash.
+  # [[auth.users]]
+  #   name = "grafana"
+  #   role = "reader"
+  #   password_hash = "$scrypt$ln=14,r=8,p=5$..."
 
 [tracing]
   ## Trace airisd's own HTTP requests into its trace pipeline (service metrics-service, operation

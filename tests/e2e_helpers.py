@@ -16,6 +16,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("metrics", "log", "trace", "alert")
+# The first admin's password in every test daemon (AIRISD_ADMIN_PASSWORD); JWT_SECRET is unset, so
+# each data directory generates its own. The rate limit is high so that busy tests are not refused.
+ADMIN_PASSWORD = "e2e-admin-password-1"
+TEST_ENV = {"AIRISD_ADMIN_PASSWORD": ADMIN_PASSWORD, "API_RATE_LIMIT": "1000000"}
 
 
 def free_port() -> int:
@@ -40,6 +44,7 @@ class AirisProcess:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     clients: list[httpx.Client] = field(default_factory=list)
+    token: str = ""
 
     def url(self, role: str) -> str:
         return f"http://127.0.0.1:{self.ports[role]}"
@@ -52,7 +57,9 @@ class AirisProcess:
         for r, p in self.ports.items():
             args += ["--set", f'listeners.{r}.address="127.0.0.1:{p}"']
         args += self.extra_args
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **TEST_ENV, **self.env}
+        if "JWT_SECRET" not in self.env:
+            env.pop("JWT_SECRET", None)
         self.log_path = self.data_dir.parent / f"airisd-{self.data_dir.name}.log"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as logf:  # the child keeps its own copy of the descriptor
@@ -69,7 +76,17 @@ class AirisProcess:
         return client
 
     def auth_headers(self) -> dict[str, str]:
-        return {}
+        """The admin's bearer token, from one POST /auth/login on any role."""
+        if not self.token:
+            self.token = self.login("admin", ADMIN_PASSWORD)
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def login(self, username: str, password: str) -> str:
+        resp = httpx.post(self.url(self.roles()[0]) + "/auth/login",
+                          json={"username": username, "password": password}, timeout=30)
+        if resp.status_code != 200:
+            raise AssertionError(f"login as {username} failed: {resp.status_code} {resp.text}")
+        return str(resp.json()["data"]["token"])
 
     def roles(self) -> list[str]:
         return list(ROLES) if self.role == "all" else self.role.split(",")

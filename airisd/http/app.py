@@ -68,6 +68,9 @@ def _wrap(route: Route, ctx: HttpContext) -> Endpoint:
         response.headers["X-Request-ID"] = rid
         for k, v in ctx.extra_headers.items():
             response.headers.setdefault(k, v)
+        # X-RateLimit-* left by auth_check (issue 6)
+        for k, v in request.scope.get("state", {}).get("response_headers", {}).items():
+            response.headers.setdefault(k, v)
         if ctx.tracer is not None:
             ctx.tracer.record(role=ctx.role, method=request.method, route=route_label, target=request.url.path,
                               status=response.status_code, start_ns=started_ns, end_ns=time.time_ns(),
