@@ -83,8 +83,8 @@ class SmsChannel(HttpChannel):
         ctx = notification.context()
         ctx["Message"] = self.render_message(notification)
         headers = dict(cfg.headers)
-        if cfg.method == "POST":
-            headers.setdefault("Content-Type", cfg.content_type)
+        if cfg.method == "POST" and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = cfg.content_type
         for number in cfg.recipients:
             key = (notification.group_key, notification.ts_ns, notification.status, number)
             if key in self._delivered:
