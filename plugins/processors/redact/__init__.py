@@ -12,6 +12,11 @@ from airisd.model import Batch, Signal
 from airisd.plugin import Plugin, PluginConfig, Processor
 
 
+def _is_card(text: str) -> bool:
+    digits = re.sub(r"\D", "", text)
+    return 13 <= len(digits) <= 19 and _luhn_ok(digits)
+
+
 def _luhn_ok(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -24,12 +29,17 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+# An attribute, label or tag whose name (its last dotted part) is one of these holds a secret.
+_SECRET_KEY = re.compile(r"(?i)(?:.*[._-])?(password|passwd|pwd|secret|api[_-]?key)$")
+
 # name -> (pattern, replacement). Replacements may use groups to keep the harmless part visible.
 BUILTIN_PATTERNS: dict[str, tuple[str, str]] = {
     "bearer_token": (r"(?i)\b(bearer|token)(\s+|=|:\s*)[A-Za-z0-9\-._~+/]{8,}=*", r"\1\2[REDACTED]"),
     "url_password": (r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+@", r"\1[REDACTED]@"),
-    "password_field": (r"(?i)\b(password|passwd|pwd|secret|api[_-]?key)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)",
-                       r"\1\2[REDACTED]"),
+    # The optional '"' after the name catches JSON text: {"password": "x"}.
+    "password_field": (
+        r"(?i)\b(password|passwd|pwd|secret|api[_-]?key)(\"?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)",
+        r"\1\2[REDACTED]"),
     "email": (r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b", "[EMAIL]"),
     "card_number": (r"\b(?:\d[ -]?){12,18}\d\b", "[CARD]"),
 }
@@ -43,12 +53,12 @@ class RedactPattern(msgspec.Struct, forbid_unknown_fields=True):
 
 class RedactConfig(PluginConfig):
     ## Built-in patterns to apply: bearer_token, url_password, password_field, email, card_number.
-    builtins: list[str] = msgspec.field(default_factory=lambda: ["bearer_token", "url_password", "password_field",
-                                                                 "email", "card_number"])
+    builtins: list[str] = msgspec.field(
+        default_factory=lambda: ["bearer_token", "url_password", "password_field", "email", "card_number"])
     ## Your own: [{ name = "ssn", regex = '\d{3}-\d{2}-\d{4}', replacement = "[SSN]" }].
     patterns: list[RedactPattern] = msgspec.field(default_factory=list)
     ## Which signals to scrub: logs (message, stack trace, string attributes and labels) and traces
-    ## (string tags and span log messages).
+    ## (string tags, span log messages and their string fields).
     signals: list[str] = msgspec.field(default_factory=lambda: ["logs", "traces"])
 
     def validate(self) -> None:
@@ -77,6 +87,7 @@ class RedactProcessor(Processor):
         rules = [(n, *BUILTIN_PATTERNS[n]) for n in config.builtins]
         rules += [(p.name or f"pattern{i}", p.regex, p.replacement) for i, p in enumerate(config.patterns)]
         self.rules = [(n, re.compile(rx), rep) for n, rx, rep in rules]
+        self.secret_keys = "password_field" in config.builtins
         self.m_masked = ctx.metrics.counter("redact_masked_total", "Values masked by the redact processor",
                                             ("pattern",))
 
@@ -94,11 +105,28 @@ class RedactProcessor(Processor):
 
     @staticmethod
     def _card(m: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", m.group(0))
-        return "[CARD]" if 13 <= len(digits) <= 19 and _luhn_ok(digits) else m.group(0)
+        text = m.group(0)
+        if _is_card(text):
+            return "[CARD]"
+        # A card next to another number (a CVV, an expiry month) makes one longer run that fails
+        # the check as a whole: try the separator-aligned parts, longest first, so its digits do not leak.
+        starts = [0] + [i + 1 for i, ch in enumerate(text) if ch in " -"]
+        ends = [i for i, ch in enumerate(text) if ch in " -"] + [len(text)]
+        parts = sorted(((a, b) for a in starts for b in ends if a < b), key=lambda p: p[0] - p[1])
+        for a, b in parts:
+            if _is_card(text[a:b]):
+                return text[:a] + "[CARD]" + text[b:]
+        return text
 
-    def _scrub_value(self, value: Any) -> Any:
-        return self.scrub(value) if isinstance(value, str) else value
+    def _scrub_value(self, value: Any, key: str = "") -> Any:
+        """A string value, scrubbed; with password_field on, the whole value of a key that names a
+        secret (``{"password": "x"}``, ``db.password``), since no pattern sees the key in the value."""
+        if not isinstance(value, str):
+            return value
+        if self.secret_keys and value and _SECRET_KEY.match(key):
+            self.m_masked.inc(1, "password_field")
+            return "[REDACTED]"
+        return self.scrub(value)
 
     def process(self, batch: Batch) -> Batch:
         if batch.signal.value not in self.config.signals:
@@ -108,15 +136,17 @@ class RedactProcessor(Processor):
                 r.message = self.scrub(r.message)
                 r.stack_trace = self.scrub(r.stack_trace)
                 if r.attributes:
-                    r.attributes = {k: self._scrub_value(v) for k, v in r.attributes.items()}
+                    r.attributes = {k: self._scrub_value(v, k) for k, v in r.attributes.items()}
                 if r.labels:
-                    r.labels = {k: self.scrub(v) for k, v in r.labels.items()}
+                    r.labels = {k: self._scrub_value(v, k) for k, v in r.labels.items()}
         elif batch.signal is Signal.TRACES:
             for s in batch.items:
                 if s.tags:
-                    s.tags = {k: self._scrub_value(v) for k, v in s.tags.items()}
+                    s.tags = {k: self._scrub_value(v, k) for k, v in s.tags.items()}
                 for log in s.logs:
                     log.message = self.scrub(log.message)
+                    if log.fields:  # OpenTelemetry event attributes: exception.message and the like
+                        log.fields = {k: self._scrub_value(v, k) for k, v in log.fields.items()}
         return batch
 
 
