@@ -23,7 +23,8 @@ Plain text (``POST /logs/plain``), one record per line, first match wins:
    brackets; the level may be in brackets or followed by ``:``; level and service are optional;
 3. logfmt, ``ts=... level=... msg="..." service=... k=v``: every item must be ``key=value`` and
    one key must be ``msg``/``message`` or ``level``/``lvl``; the known keys fill the record's
-   fields and the rest become string attributes; without ``msg`` the whole line is the message;
+   fields and the rest become string attributes; without ``msg`` (or with an empty one) the whole
+   line is the message;
 4. ``LEVEL message`` or ``[level] message`` with no timestamp (the bare level in capitals, so
    that "Info about x" stays a message);
 5. anything else: the whole line is the message, level UNKNOWN, time received.
@@ -320,7 +321,7 @@ def _from_logfmt(line: str, received_ns: int) -> LogRecord | None:
     ts = _timestamp_or(fields.pop("timestamp"), received_ns) if "timestamp" in fields else received_ns
     level = normalize_level(fields.pop("level", ""))
     message = fields.pop("message", None)
-    rec = LogRecord(ts=ts, level=level, message=line if message is None else message, attributes=attributes)
+    rec = LogRecord(ts=ts, level=level, message=message or line, attributes=attributes)
     for k, v in fields.items():
         if len(v) <= MAX_FIELD_CHARS or k == "stack_trace":
             setattr(rec, k, v)
