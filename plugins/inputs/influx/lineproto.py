@@ -119,7 +119,7 @@ def _open_quote(s: str) -> bool:
 
 
 def _parse_fast(s: str) -> Line:
-    parts = s.split()
+    parts = [p for p in s.split(" ") if p]  # only spaces separate: split() would cut at U+00A0 too
     if len(parts) == 2:
         key, fields_s = parts
         ts = None
