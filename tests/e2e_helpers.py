@@ -58,6 +58,8 @@ class AirisProcess:
             args += ["--set", f'listeners.{r}.address="127.0.0.1:{p}"']
         args += self.extra_args
         env = {**os.environ, **TEST_ENV, **self.env}
+        # The default config's syslog input binds its own port: a fixed one would stop a second daemon.
+        env.setdefault("AIRISD_SYSLOG_ADDRESS", f"127.0.0.1:{free_port()}")
         if "JWT_SECRET" not in self.env:
             env.pop("JWT_SECRET", None)
         self.log_path = self.data_dir.parent / f"airisd-{self.data_dir.name}.log"

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airisd import logquery
 from airisd.logparse import record_from_json
@@ -516,6 +518,35 @@ def test_secrets_are_masked_before_storage(airis: AirisProcess) -> None:
     assert item["message"] == "login [EMAIL] password=[REDACTED] card [CARD] order 1234567890123"
     assert "s3cret" not in item["stack_trace"] and "eyJhbGci" not in item["stack_trace"]
     assert envelope_ok(c.get("/logs/search", params={"q": "hunter2"}))["count"] == 0
+
+
+def assert_4xx_envelope(resp: httpx.Response) -> None:
+    """Refused input: a 4xx in the seed's error envelope, never a 5xx."""
+    assert 400 <= resp.status_code < 500, resp.text
+    assert resp.json()["success"] is False
+
+
+QUERY_CHARS = st.text(alphabet='abc:*"()\\- ANDORT.', max_size=24) | st.text(max_size=24)
+
+
+@settings(max_examples=30)
+@given(q=QUERY_CHARS)
+def test_any_query_is_answered_or_refused_with_a_position(loaded: AirisProcess, q: str) -> None:
+    resp = loaded.client("log").get("/logs/search", params={"q": q})
+    if resp.status_code == 200:
+        assert envelope_ok(resp)["count"] >= 0
+    else:
+        details = envelope_error(resp, 400)
+        assert details["field"] == "q" and isinstance(details.get("position"), int), details
+
+
+@settings(max_examples=30)
+@given(body=st.binary(max_size=300), path=st.sampled_from(["/logs", "/logs/batch", "/logs/plain"]))
+def test_no_body_gets_a_5xx(airis: AirisProcess, body: bytes, path: str) -> None:
+    ctype = "text/plain" if path.endswith("plain") else "application/json"
+    resp = airis.client("log").post(path, content=body, headers={"Content-Type": ctype})
+    if resp.status_code != 201:
+        assert_4xx_envelope(resp)
 
 
 # -- durability -----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import httpx
 import orjson
 import pytest
 from google.rpc.status_pb2 import Status
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
@@ -603,6 +605,59 @@ def test_self_tracing_finds_metrics_service(tmp_path: Path) -> None:
         assert "Traceback" not in airis.log()
     finally:
         airis.stop()
+
+
+PARAM_NAMES = [
+    "service",
+    "operation",
+    "from",
+    "to",
+    "min_duration",
+    "max_duration",
+    "tags",
+    "limit",
+    "start",
+    "end",
+    "minDuration",
+    "maxDuration",
+]
+PARAM_VALUES = st.text(max_size=12) | st.sampled_from(
+    ["500ms", "1.5s", "error:true", '{"a":"b"}', "10", "0", "-1"]
+)
+
+
+@settings(max_examples=30)
+@given(
+    params=st.dictionaries(st.sampled_from(PARAM_NAMES), PARAM_VALUES, max_size=4),
+    path=st.sampled_from(["/traces/search", "/api/traces"]),
+)
+def test_any_search_is_answered_or_refused(airis: AirisProcess, params: dict[str, str], path: str) -> None:
+    resp = airis.client("trace").get(path, params=params)
+    assert resp.status_code in (200, 400), resp.text
+    if path == "/api/traces":
+        jaeger(resp, resp.status_code)
+    elif resp.status_code == 200:
+        envelope_ok(resp)
+    else:
+        assert envelope_error(resp, 400)["field"] in PARAM_NAMES
+
+
+@settings(max_examples=30)
+@given(
+    body=st.binary(max_size=300),
+    target=st.sampled_from(
+        [
+            ("/traces", "application/json"),
+            ("/v1/traces", "application/x-protobuf"),
+            ("/v1/traces", "application/json"),
+            ("/api/v2/spans", "application/json"),
+        ]
+    ),
+)
+def test_no_body_gets_a_5xx(airis: AirisProcess, body: bytes, target: tuple[str, str]) -> None:
+    path, ctype = target
+    resp = airis.client("trace").post(path, content=body, headers={"Content-Type": ctype})
+    assert resp.status_code < 500, resp.text
 
 
 # -- durability -----------------------------------------------------------------------------------
