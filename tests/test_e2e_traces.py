@@ -3,6 +3,7 @@ query API, Zipkin v2, OTLP errors, bad input, self-tracing and `kill -9` durabil
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -342,6 +343,101 @@ def test_jaeger_api(tree: AirisProcess) -> None:
     }
     assert {"key": "error", "type": "bool", "value": True} in spans["d"]["tags"]
     assert {"key": "span.kind", "type": "string", "value": "client"} in spans["c"]["tags"]
+
+
+def _random_traces(rng: random.Random) -> list[dict[str, Any]]:
+    """30 traces on 2024-05-01, every span starting at its own millisecond (so the order is total)."""
+    starts = rng.sample(range(0, 3_600_000), 120)
+    spans = []
+    for t in range(30):
+        for i in range(rng.randint(1, 4)):
+            tags: dict[str, Any] = {"http.status_code": rng.choice([200, 404, 500])}
+            if rng.random() < 0.5:
+                tags["db.system"] = rng.choice(["postgres", "redis"])
+            spans.append(
+                {
+                    "trace_id": f"rnd-{t}",
+                    "span_id": f"s{i}",
+                    "parent_span_id": "s0" if i else None,
+                    "operation_name": rng.choice(["GET /a", "GET /b", "query", "publish"]),
+                    "service_name": rng.choice(["rnd-a", "rnd-b", "rnd-c"]),
+                    "start_time": 1_714_521_600_000 + starts.pop(),
+                    "duration_ms": rng.randint(1, 500),
+                    "tags": tags,
+                    "error": rng.random() < 0.1,
+                }
+            )
+    return spans
+
+
+def _oracle(spans: list[dict[str, Any]], q: dict[str, Any]) -> list[str]:
+    """The documented search semantics, written out: one span meets every condition; the trace
+    whose matching span started last comes first."""
+    newest: dict[str, int] = {}
+    for s in spans:
+        start, dur = s["start_time"], s["duration_ms"]
+        error = s["error"] or s["tags"]["http.status_code"] >= 500
+        ok = (
+            q.get("service", s["service_name"]) == s["service_name"]
+            and q.get("operation", s["operation_name"]) == s["operation_name"]
+            and q["from"] <= start <= q["to"]
+            and q.get("min", 0) <= dur <= q.get("max", 10**9)
+            and all(
+                (str(error).lower() == v) if k == "error" else str(s["tags"].get(k)) == v
+                for k, v in q["tags"]
+            )
+        )
+        if ok:
+            newest[s["trace_id"]] = max(newest.get(s["trace_id"], -1), start)
+    return sorted(newest, key=lambda t: -newest[t])[: q.get("limit", 20)]
+
+
+def test_search_agrees_with_a_brute_force_oracle(airis: AirisProcess) -> None:
+    rng = random.Random(7)
+    spans = _random_traces(rng)
+    c = airis.client("trace")
+    assert envelope_ok(c.post("/traces", json={"spans": spans}), 201) == {"accepted": len(spans)}
+    day = 1_714_521_600_000
+    for _ in range(80):
+        lo = day + rng.choice([0, rng.randint(0, 3_600_000)])
+        q: dict[str, Any] = {
+            "from": lo,
+            "to": rng.choice([day + 3_600_000, rng.randint(lo, day + 3_600_000)]),
+        }
+        if rng.random() < 0.5:
+            q["service"] = rng.choice(["rnd-a", "rnd-b", "rnd-c"])
+        if rng.random() < 0.3:
+            q["operation"] = rng.choice(["GET /a", "GET /b", "query", "publish"])
+        if rng.random() < 0.3:
+            q["min"] = rng.randint(1, 500)
+        if rng.random() < 0.3:
+            q["max"] = rng.randint(q.get("min", 1), 500)
+        q["tags"] = rng.sample(
+            [("error", "true"), ("http.status_code", "404"), ("db.system", "redis")], rng.choice([0, 0, 1, 2])
+        )
+        if rng.random() < 0.3:
+            q["limit"] = rng.randint(1, 5)
+        params = {"from": str(q["from"]), "to": str(q["to"])}
+        jparams = {"start": str(q["from"] * 1000), "end": str(q["to"] * 1000)}
+        for key, name, jname in (
+            ("service", "service", "service"),
+            ("operation", "operation", "operation"),
+            ("limit", "limit", "limit"),
+        ):
+            if key in q:
+                params[name] = jparams[jname] = str(q[key])
+        if "min" in q:
+            params["min_duration"] = jparams["minDuration"] = f"{q['min']}ms"
+        if "max" in q:
+            params["max_duration"] = jparams["maxDuration"] = f"{q['max']}ms"
+        if q["tags"]:
+            params["tags"] = ",".join(f"{k}:{v}" for k, v in q["tags"])
+            jparams["tags"] = orjson.dumps(dict(q["tags"])).decode()
+        want = _oracle(spans, q)
+        got = [t["trace_id"] for t in envelope_ok(c.get("/traces/search", params=params))["traces"]]
+        assert got == want, params
+        if "service" in q:  # Jaeger's search wants a service
+            assert [t["traceID"] for t in jaeger(c.get("/api/traces", params=jparams))] == want, jparams
 
 
 def test_zipkin_v2_round_trip(airis: AirisProcess) -> None:
