@@ -18,7 +18,8 @@ def trace_hash(trace_id: str) -> int:
 
 
 class SampleConfig(PluginConfig):
-    ## Fraction of traces kept, 0.0 to 1.0; the default reads JAEGER_SAMPLING_RATE.
+    ## Fraction of traces kept, 0.0 to 1.0. The sample config sets "${JAEGER_SAMPLING_RATE:-1.0}";
+    ## a section without rate keeps everything.
     rate: float = 1.0
     ## Keep error spans even when their trace is not sampled.
     keep_errors: bool = True
