@@ -65,15 +65,22 @@ class Sink:
 
 
 @contextmanager
-def plugin_client(cls: type[Plugin], tmp_path: Path, *, role: str, config: dict[str, Any] | None = None,
-                  max_body: int = 1 << 20) -> Iterator[tuple[SyncClient, Sink, Plugin]]:
+def plugin_client(
+    cls: type[Plugin],
+    tmp_path: Path,
+    *,
+    role: str,
+    config: dict[str, Any] | None = None,
+    max_body: int = 1 << 20,
+) -> Iterator[tuple[SyncClient, Sink, Plugin]]:
     import msgspec
 
     sink = Sink()
     cfg = msgspec.convert(config or {}, cls.Config, strict=False)
     cfg.validate()
-    ctx = make_ctx(tmp_path, clock=FakeClock(), emit=sink, settings={"max_body_bytes": max_body,
-                                                                     "hostname": "test-host"})
+    ctx = make_ctx(
+        tmp_path, clock=FakeClock(), emit=sink, settings={"max_body_bytes": max_body, "hostname": "test-host"}
+    )
     plugin = cls(cfg, ctx)
     app = build_app(list(plugin.routes()), HttpContext(role=role, metrics=Registry()))  # type: ignore[attr-defined]
     yield SyncClient(app), sink, plugin

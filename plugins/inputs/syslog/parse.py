@@ -299,7 +299,9 @@ class TcpFramer:
                 break
             frame = bytes(buf[:idx]).rstrip(b"\r")
             del buf[: idx + 1]
-            if frame:
+            if len(frame) > self.max:
+                out.append((frame[: self.max], True))
+            elif frame:
                 out.append((frame, False))
         return out
 
