@@ -191,15 +191,24 @@ def index_text(text: str) -> str:
     return " ".join(_TOKEN.findall(text.lower())) if text else ""
 
 
-_index_short = lru_cache(maxsize=4096)(index_text)  # levels and service names repeat
+@lru_cache(maxsize=4096)
+def _meta_head(level: str, service: str) -> str:  # levels and service names repeat
+    return index_text(level) + " . " + index_text(service)
+
+
+_NO_IDS = " . " + " . ".join(("", "", "", ""))
 
 
 def meta_text(level: str, service: str, trace_id: str, span_id: str, user_id: str, request_id: str) -> str:
-    """The FTS5 "meta" column: the tokens of the short fields, each field's run separated from the
-    next by a lone ".", a token the tokenizer never makes and no phrase or prefix can match, so a
-    phrase never spans two fields (one column instead of six makes inserts ~30% cheaper)."""
-    return " . ".join((_index_short(level), _index_short(service), index_text(trace_id), index_text(span_id),
-                       index_text(user_id), index_text(request_id)))  # fmt: skip
+    """The FTS5 "meta" column: the tokens of the short fields (META_FIELDS), each field's run
+    separated from the next by a lone ".", a token the tokenizer never makes and no phrase or
+    prefix can match, so a phrase never spans two fields (one column instead of six makes inserts
+    ~30% cheaper)."""
+    head = _meta_head(level, service)
+    if not (trace_id or span_id or user_id or request_id):
+        return head + _NO_IDS
+    ids = (index_text(trace_id), index_text(span_id), index_text(user_id), index_text(request_id))
+    return head + " . " + " . ".join(ids)
 
 
 @lru_cache(maxsize=4096)

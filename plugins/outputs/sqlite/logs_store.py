@@ -21,6 +21,10 @@ Layout, and why:
   service, both) with a time range and newest-first order is one backward index range scan.
   The ids have none: their words are in the FTS5 index, which finds them (each B-tree index cost
   ~15-25% of insert throughput here).
+- ``log_counts_hour`` and ``log_counts_minute`` count records per (time bucket, service, level),
+  kept by the writer (a few upserts per batch): a page's total is a sum of whole hours, whole
+  minutes at the edges and the rows of the two partial minutes, instead of a count over millions
+  of rows.
 - Empty strings are stored as ``''`` (never NULL, so a compiled query is never NULL-valued);
   empty labels and attributes as NULL.
 """
@@ -28,6 +32,7 @@ Layout, and why:
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from typing import Any, ClassVar
 
 import orjson
@@ -41,13 +46,14 @@ from airisd.logquery import (
     Kind,
     Match,
     Node,
+    Not,
     SqlFilter,
     index_text,
     meta_text,
     to_sql,
 )
 from airisd.model import LogRecord
-from airisd.timeparse import MAX_TS_NS
+from airisd.timeparse import MAX_TS_NS, NS_PER_S
 
 _FIELDS = ("ts", "level", "service", "message", "trace_id", "span_id", "user_id", "request_id", "stack_trace",
            "labels", "attributes")  # fmt: skip
@@ -66,6 +72,11 @@ assert META_FIELDS == ("level", "service", "trace_id", "span_id", "user_id", "re
 _FTS_JOIN = ("FROM logs_fts CROSS JOIN logs AS l ON l.ts = logs_fts.rowid "
              "WHERE logs_fts MATCH ? AND logs_fts.rowid >= ? AND logs_fts.rowid <= ?")  # fmt: skip
 _DELETE_CHUNK = 10_000
+# Counts per (time bucket, service, level), coarse then fine: a page's total is a sum over whole
+# hours, then whole minutes at the edges, then the rows of the partial minutes at the ends.
+_COUNT_TABLES = (("log_counts_hour", 3600 * NS_PER_S), ("log_counts_minute", 60 * NS_PER_S))
+_UPSERT_COUNT = "INSERT INTO {table}(bucket, service, level, n) VALUES (?, ?, ?, ?) " \
+                "ON CONFLICT DO UPDATE SET n = n + excluded.n"  # fmt: skip
 _PROBE_WINDOW = 4096
 
 
@@ -120,6 +131,18 @@ def _with_filters(query: Node | None, level: str | None, service: str | None) ->
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
+def _level_service_only(node: Node | None) -> bool:
+    """Whether a query's compiled ``where`` names only level and service, so that the count
+    tables (which have those columns and the same collation) can answer it."""
+    if node is None:
+        return True
+    if isinstance(node, Match):
+        return node.field in ("level", "service")
+    if isinstance(node, Not):
+        return _level_service_only(node.child)
+    return all(_level_service_only(c) for c in node.children)
+
+
 class LogStore(SignalStore):
     filename: ClassVar[str] = "logs.db"
     SCHEMA: ClassVar[str] = """
@@ -139,6 +162,20 @@ class LogStore(SignalStore):
         CREATE INDEX IF NOT EXISTS logs_by_level ON logs(level);
         CREATE INDEX IF NOT EXISTS logs_by_service ON logs(service);
         CREATE INDEX IF NOT EXISTS logs_by_service_level ON logs(service, level);
+        CREATE TABLE IF NOT EXISTS log_counts_hour (
+            bucket  INTEGER NOT NULL,           -- ts // 3600 s
+            service TEXT NOT NULL COLLATE NOCASE,
+            level   TEXT NOT NULL COLLATE NOCASE,
+            n       INTEGER NOT NULL,
+            PRIMARY KEY (bucket, service, level)
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS log_counts_minute (
+            bucket  INTEGER NOT NULL,           -- ts // 60 s
+            service TEXT NOT NULL COLLATE NOCASE,
+            level   TEXT NOT NULL COLLATE NOCASE,
+            n       INTEGER NOT NULL,
+            PRIMARY KEY (bucket, service, level)
+        ) WITHOUT ROWID;
         CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(
             message, stack_trace, meta,
             content='', columnsize=0, tokenize="ascii tokenchars '._-'"
@@ -199,12 +236,17 @@ class LogStore(SignalStore):
         fts_rows = []
         for ts, r in zip(stamps, recs, strict=True):
             rows.append((ts, r.level, r.service, r.message, r.trace_id, r.span_id, r.user_id, r.request_id,
-                         r.stack_trace, _json(r.labels), _json(r.attributes)))  # fmt: skip
+                         r.stack_trace, _json(r.labels) if r.labels else None,
+                         _json(r.attributes) if r.attributes else None))  # fmt: skip
             meta = meta_text(r.level, r.service, r.trace_id, r.span_id, r.user_id, r.request_id)
-            fts_rows.append((ts, index_text(r.message), index_text(r.stack_trace), meta))
+            stack = index_text(r.stack_trace) if r.stack_trace else ""
+            fts_rows.append((ts, index_text(r.message), stack, meta))
         conn = self.wconn
         conn.executemany(_INSERT, rows)
         conn.executemany(_INSERT_FTS, fts_rows)
+        for table, size in _COUNT_TABLES:
+            counts = Counter((ts // size, r.service, r.level) for ts, r in zip(stamps, recs, strict=True))
+            conn.executemany(_UPSERT_COUNT.format(table=table), [(*k, n) for k, n in counts.items()])
         self._max_ts = max(self._max_ts, max(stamps))
 
     def delete_before(self, cutoff_ns: int) -> int:
@@ -227,7 +269,27 @@ class LogStore(SignalStore):
                 raise
             deleted += len(rows)
             if len(rows) < _DELETE_CHUNK:
-                return deleted
+                break
+        if deleted:
+            self._trim_counts(cutoff_ns)
+        return deleted
+
+    def _trim_counts(self, cutoff_ns: int) -> None:
+        """Drop the counts of buckets now empty; recount the bucket that the cutoff cuts."""
+        conn = self.wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, size in _COUNT_TABLES:
+                bucket = cutoff_ns // size
+                conn.execute(f"DELETE FROM {table} WHERE bucket <= ?", (bucket,))
+                recount = (f"INSERT INTO {table}(bucket, service, level, n) "
+                           "SELECT ?, service, level, count(*) FROM logs WHERE ts >= ? AND ts < ? "
+                           "GROUP BY service, level")  # fmt: skip
+                conn.execute(recount, (bucket, bucket * size, (bucket + 1) * size))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     # -- readers (worker threads) ------------------------------------------------------------
     def search(
@@ -256,6 +318,24 @@ class LogStore(SignalStore):
         finally:
             conn.close()
 
+    def _count_by_buckets(self, conn: sqlite3.Connection, f: SqlFilter, lo: int, hi: int, depth: int = 0
+                          ) -> int:  # fmt: skip
+        """Rows in [lo, hi] matching f, whose ``where`` speaks only of level and service: whole
+        buckets from the count tables, the rest from the level at the next depth."""
+        if depth == len(_COUNT_TABLES):
+            return self._count(conn, f, lo, hi)
+        table, size = _COUNT_TABLES[depth]
+        first, last = -(-lo // size), (hi + 1) // size - 1  # the buckets wholly inside [lo, hi]
+        if first > last:
+            return self._count_by_buckets(conn, f, lo, hi, depth + 1)
+        sql = f"SELECT sum(l.n) FROM {table} AS l WHERE l.bucket >= ? AND l.bucket <= ? AND {f.where}"
+        total = int(conn.execute(sql, (first, last, *f.params)).fetchone()[0] or 0)
+        if lo < first * size:
+            total += self._count_by_buckets(conn, f, lo, first * size - 1, depth + 1)
+        if hi >= (last + 1) * size:
+            total += self._count_by_buckets(conn, f, (last + 1) * size, hi, depth + 1)
+        return total
+
     def _count(self, conn: sqlite3.Connection, f: SqlFilter, from_ns: int, to_ns: int) -> int:
         if f.fts is not None and f.where == "1":
             sql = "SELECT count(*) FROM logs_fts WHERE logs_fts MATCH ? AND rowid >= ? AND rowid <= ?"
@@ -272,7 +352,10 @@ class LogStore(SignalStore):
         """How many records in [from_ns, to_ns] match query (the alert role's log rules)."""
         conn = self.reader()
         try:
-            return self._count(conn, to_sql(query), from_ns, to_ns)
+            f = to_sql(query)
+            if _level_service_only(query):
+                return self._count_by_buckets(conn, f, from_ns, to_ns)
+            return self._count(conn, f, from_ns, to_ns)
         finally:
             conn.close()
 
@@ -294,7 +377,7 @@ class LogStore(SignalStore):
         order = "DESC" if sort_desc else "ASC"
         conn = self.reader()
         try:
-            total = self._count(conn, f, from_ns, to_ns)
+            total = self._count_by_buckets(conn, f, from_ns, to_ns)
             offset = (page - 1) * size
             if offset >= total:
                 return total, []
