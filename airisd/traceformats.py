@@ -105,10 +105,20 @@ def _check_scalar(value: object, field_name: str, index: int | None) -> TagValue
     if isinstance(value, str):
         if len(value) > MAX_VALUE_LEN:
             raise _fail(f"{field_name} is longer than {MAX_VALUE_LEN} characters", field_name, index)
+        _check_text(value, field_name, index)
         return value
     raise _fail(
         f"{field_name} must be a string, number or boolean, got {type(value).__name__}", field_name, index
     )
+
+
+def _check_text(value: str, field_name: str, index: int | None) -> None:
+    """Reject strings that cannot be stored as UTF-8 (lone surrogates)."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise _fail(f"{field_name} is not valid Unicode text", field_name, index) from None
 
 
 def _check_key(key: object, where: str, index: int | None) -> str:
@@ -116,6 +126,7 @@ def _check_key(key: object, where: str, index: int | None) -> str:
         raise _fail(
             f"{where} keys must be non-empty strings of at most {MAX_KEY_LEN} characters", where, index
         )
+    _check_text(key, where, index)
     return key
 
 
@@ -131,6 +142,8 @@ def validate_span(span: Span, index: int | None = None, *, max_tags: int = MAX_T
         raise _fail(f"operation_name is longer than {MAX_OPERATION_LEN} characters", "operation_name", index)
     if not span.service_name or len(span.service_name) > MAX_SERVICE_LEN:
         raise _fail(f"service_name must be 1-{MAX_SERVICE_LEN} characters", "service_name", index)
+    _check_text(span.operation_name, "operation_name", index)
+    _check_text(span.service_name, "service_name", index)
     if not 0 <= span.start_ts <= MAX_TS_NS:
         raise _fail("start_time is out of range (1970-2262)", "start_time", index)
     if not 0 <= span.end_ts <= MAX_TS_NS:
@@ -151,6 +164,7 @@ def validate_span(span: Span, index: int | None = None, *, max_tags: int = MAX_T
             raise _fail("timestamp is out of range (1970-2262)", f"logs[{i}].timestamp", index)
         if len(log.message) > MAX_VALUE_LEN:
             raise _fail(f"message is longer than {MAX_VALUE_LEN} characters", f"logs[{i}].message", index)
+        _check_text(log.message, f"logs[{i}].message", index)
         if len(log.fields) > MAX_LOG_FIELDS:
             raise _fail(f"at most {MAX_LOG_FIELDS} fields per log", f"logs[{i}]", index)
         for key, value in log.fields.items():
