@@ -35,8 +35,8 @@ What matches
 - A bare term, phrase or prefix looks at the words of ``message``, ``stack_trace``, ``level``,
   ``service``, ``trace_id``, ``span_id``, ``user_id`` and ``request_id`` (``level`` so that
   ``database AND error`` finds an ERROR line about the database, as grep on the seed's plain line
-  format would; the ids so that a pasted ``req_67890`` finds its lines). The term is tokenised like the text:
-  one token must equal a token of a field; several tokens (``"connection failed"``, or a term
+  format would; the ids so that a pasted ``req_67890`` finds its lines). The term is tokenised
+  like the text: one token must equal a token of a field; several tokens (``"connection failed"``, or a term
   such as ``foo/bar``) must appear one after the other within one field; a term without any
   token (``!!!``) matches nothing. A prefix matches any token that starts with it (``db.*``
   matches ``db.query``); a prefix that no token can start with (one that does not begin with a
