@@ -69,23 +69,68 @@ def lines_to_points(
 ) -> tuple[list[Point], int]:
     """Points of parsed lines; the second value counts string fields skipped. Raises ValueError
     for a timestamp out of range (the caller names the line)."""
-    points: list[Point] = []
-    strings = 0
+    decoded = Decoded()
     for line in lines:
+        problem = decoded.add(line, mult=mult, now_ns=now_ns, separator=separator, extra=extra, limits=None)
+        if problem is not None:
+            raise ValueError(problem)
+    return decoded.points, decoded.strings
+
+
+class Decoded:
+    """Points of one request, built line by line. Lines of one series share their tags dict (see
+    lineproto.parse), so the merged labels and their limit check are computed once per series."""
+
+    def __init__(self) -> None:
+        self.points: list[Point] = []
+        self.strings = 0
+        self._labels: dict[int, tuple[dict[str, str], dict[str, str], str | None]] = {}
+        self._names: dict[tuple[str, str], str | None] = {}
+
+    def add(
+        self,
+        line: Line,
+        *,
+        mult: int,
+        now_ns: int,
+        separator: str,
+        extra: dict[str, str],
+        limits: MetricLimits | None,
+    ) -> str | None:
+        """Add a line's points, or return why the line is refused (nothing added)."""
         if line.timestamp is None:
             ts = now_ns
         else:
             ts = line.timestamp * mult
             if not 0 <= ts <= MAX_TS_NS:
-                raise ValueError(f"timestamp {line.timestamp} is out of range for the precision")
-        labels = {**extra, **line.tags} if extra else line.tags
-        prefix = line.measurement + separator
+                return f"timestamp {line.timestamp} is out of range for the precision"
+        cached = self._labels.get(id(line.tags))
+        if cached is None or cached[0] is not line.tags:
+            labels = {**extra, **line.tags} if extra else line.tags
+            problem = None
+            if limits is not None:
+                problem = limits.problem(Point(name="x", value=0.0, ts=0, labels=labels))
+            cached = self._labels[id(line.tags)] = (line.tags, labels, problem)
+        _, labels, problem = cached
+        if problem is not None:
+            return problem
+        new: list[Point] = []
         for key, value in line.fields.items():
             if isinstance(value, str):
-                strings += 1
+                self.strings += 1
                 continue
-            points.append(Point(name=prefix + key, value=float(value), ts=ts, labels=labels))
-    return points, strings
+            name = line.measurement + separator + key
+            if limits is not None:
+                name_problem = self._names.get((line.measurement, key), "")
+                if name_problem == "":
+                    name_problem = self._names[(line.measurement, key)] = limits.problem(
+                        Point(name=name, value=0.0, ts=0)
+                    )
+                if name_problem is not None:
+                    return name_problem
+            new.append(Point(name=name, value=float(value), ts=ts, labels=labels))
+        self.points += new
+        return None
 
 
 def influx_error(
@@ -178,26 +223,18 @@ class InfluxInput(Input):
         text = body.decode("utf-8", errors="replace")
         now = self.ctx.clock.time_ns()
         extra = {self.config.db_label: db} if db and self.config.db_label else {}
-        points: list[Point] = []
+        decoded = Decoded()
         errors: list[str] = []
-        strings = 0
         for item in parse(text):
             if isinstance(item, LineError):
                 errors.append(str(item))
                 continue
-            try:
-                pts, skipped = lines_to_points(
-                    [item], mult=mult, now_ns=now, separator=self.config.separator, extra=extra
-                )
-            except ValueError as exc:
-                errors.append(f"unable to parse '{item.measurement[:100]}...': {exc}")
-                continue
-            bad = next((r for p in pts if (r := self.limits.problem(p)) is not None), None)
-            if bad is not None:
-                errors.append(f"invalid line for '{item.measurement[:100]}': {bad}")
-                continue
-            points.extend(pts)
-            strings += skipped
+            problem = decoded.add(
+                item, mult=mult, now_ns=now, separator=self.config.separator, extra=extra, limits=self.limits
+            )
+            if problem is not None:
+                errors.append(f"invalid line for measurement '{item.measurement[:100]}': {problem}")
+        points, strings = decoded.points, decoded.strings
         if strings:
             self.m_rejected.inc(strings, self.name, "string_field")
         if points:

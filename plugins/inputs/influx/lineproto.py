@@ -26,6 +26,7 @@ FieldValue = float | int | str | bool
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INT = re.compile(r"[+-]?\d+")
 _UINT = re.compile(r"\d+")
+_DIGITS = frozenset("0123456789")
 _TRUE = frozenset(("t", "T", "true", "True", "TRUE"))
 _FALSE = frozenset(("f", "F", "false", "False", "FALSE"))
 INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
@@ -58,7 +59,11 @@ class _Bad(ValueError):
 
 
 def parse(text: str) -> Iterator[Line | LineError]:
-    """Every line of a body, in order: a Line or a LineError for each non-blank, non-comment line."""
+    """Every line of a body, in order: a Line or a LineError for each non-blank, non-comment line.
+
+    Lines of the same series share one (measurement, tags) result: the tags dict is the same
+    object for all of them, so callers must not change it in place."""
+    keys: dict[str, tuple[str, dict[str, str]]] = {}
     lines = text.split("\n")
     i = 0
     n = len(lines)
@@ -71,7 +76,7 @@ def parse(text: str) -> Iterator[Line | LineError]:
             continue
         if "\\" not in s and '"' not in s:
             try:
-                yield _parse_fast(s)
+                yield _parse_fast(s, keys)
             except _Bad as exc:
                 yield LineError(lineno, s, str(exc))
             continue
@@ -118,8 +123,10 @@ def _open_quote(s: str) -> bool:
     return quoted
 
 
-def _parse_fast(s: str) -> Line:
-    parts = [p for p in s.split(" ") if p]  # only spaces separate: split() would cut at U+00A0 too
+def _parse_fast(s: str, keys: dict[str, tuple[str, dict[str, str]]]) -> Line:
+    parts = s.split(" ")
+    if "" in parts:  # runs of spaces; only spaces separate (split() would cut at U+00A0 too)
+        parts = [p for p in parts if p]
     if len(parts) == 2:
         key, fields_s = parts
         ts = None
@@ -130,6 +137,20 @@ def _parse_fast(s: str) -> Line:
         raise _Bad("missing fields")
     else:
         raise _Bad("too many spaces: expected 'measurement[,tags] fields [timestamp]'")
+    known = keys.get(key)
+    if known is None:
+        known = keys[key] = _key(key)
+    meas, tags = known
+    fields: dict[str, FieldValue] = {}
+    for pair in fields_s.split(","):
+        k, eq, v = pair.partition("=")
+        if not eq or not k or not v:
+            raise _Bad(f"invalid field {pair[:100]!r}: expected key=value")
+        fields[k] = _scalar(v)
+    return Line(meas, tags, fields, ts)
+
+
+def _key(key: str) -> tuple[str, dict[str, str]]:
     tags: dict[str, str] = {}
     if "," in key:
         meas, *pairs = key.split(",")
@@ -142,16 +163,15 @@ def _parse_fast(s: str) -> Line:
         meas = key
     if not meas:
         raise _Bad("missing measurement")
-    fields: dict[str, FieldValue] = {}
-    for pair in fields_s.split(","):
-        k, eq, v = pair.partition("=")
-        if not eq or not k or not v:
-            raise _Bad(f"invalid field {pair[:100]!r}: expected key=value")
-        fields[k] = _scalar(v)
-    return Line(meas, tags, fields, ts)
+    return meas, tags
 
 
 def _timestamp(ts_s: str) -> int:
+    if ts_s.isascii() and ts_s.isdigit():  # the common case, without the regex
+        value = int(ts_s)
+        if value > INT64_MAX:
+            raise _Bad(f"timestamp {ts_s[:40]} is out of the int64 range")
+        return value
     if not _INT.fullmatch(ts_s):
         raise _Bad(f"bad timestamp {ts_s[:40]!r}")
     value = int(ts_s)
@@ -162,6 +182,14 @@ def _timestamp(ts_s: str) -> int:
 
 def _scalar(v: str) -> FieldValue:
     last = v[-1]
+    if last in _DIGITS and v.isascii() and "_" not in v:  # a plain float: float() alone decides
+        try:
+            f = float(v)
+        except ValueError:
+            raise _Bad(f"invalid field value {v[:60]!r}") from None
+        if not math.isfinite(f):
+            raise _Bad(f"float {v[:40]} is out of range")
+        return f
     if last == "i" and _INT.fullmatch(v, 0, len(v) - 1):
         n = int(v[:-1])
         if not INT64_MIN <= n <= INT64_MAX:
