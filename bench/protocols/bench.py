@@ -68,10 +68,11 @@ def build_payloads(out: Path) -> dict[str, Path]:
                 lb.name, lb.value = name, value
             for j in range(per_series):
                 ms = base_ms + (k * per_series + j) * 1000
-                value = float((k * 7 + s * 3 + j) % 1000) / 10
+                sample_value = float((k * 7 + s * 3 + j) % 1000) / 10
                 sample = ts.samples.add()
-                sample.value, sample.timestamp = value, ms
-                lines.append(f"bench,host={labels['host']},region={labels['region']} value={value} {ms * 1_000_000}")
+                sample.value, sample.timestamp = sample_value, ms
+                key = f"bench,host={labels['host']},region={labels['region']}"
+                lines.append(f"{key} value={sample_value} {ms * 1_000_000}")
         rw = out / f"rw-{k:03d}.bin"
         rw.write_bytes(snappy_compress(req.SerializeToString()))
         lp = out / f"lp-{k:03d}.txt"
@@ -119,11 +120,23 @@ def start_airisd(work: Path) -> Target:
     data = work / f"airisd-{secrets.token_hex(3)}"
     password = "bench-" + secrets.token_hex(8)
     log = (work / f"{data.name}.log").open("wb")
-    cmd = [str(Path(sys.executable).parent / "airisd"), "run", "--config", str(ROOT / "etc" / "airisd.toml"),
-           "--role", "metrics", "--data-dir", str(data),
-           "--set", f'listeners.metrics.address="127.0.0.1:{port}"', "--set", "auth.rate_limit_per_minute=0"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "AIRISD_ADMIN_PASSWORD": password})
+    cmd = [
+        str(Path(sys.executable).parent / "airisd"),
+        "run",
+        "--config",
+        str(ROOT / "etc" / "airisd.toml"),
+        "--role",
+        "metrics",
+        "--data-dir",
+        str(data),
+        "--set",
+        f'listeners.metrics.address="127.0.0.1:{port}"',
+        "--set",
+        "auth.rate_limit_per_minute=0",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "AIRISD_ADMIN_PASSWORD": password}
+    )
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/health", proc)
     r = httpx.post(base + "/auth/login", json={"username": "admin", "password": password}, timeout=10)
@@ -135,8 +148,16 @@ def start_vm(work: Path) -> Target:
     port = free_port()
     data = work / f"vm-{secrets.token_hex(3)}"
     log = (work / f"{data.name}.log").open("wb")
-    proc = subprocess.Popen(["victoria-metrics", f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={data}",
-                             "-loggerLevel=ERROR"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            "victoria-metrics",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-storageDataPath={data}",
+            "-loggerLevel=ERROR",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/health", proc)
     return Target("victoria-metrics", base, proc)
@@ -153,8 +174,23 @@ def run_wrk(target: Target, protocol: str, manifest: Path, secs: int, conns: int
     """Samples per second acknowledged with a 2xx."""
     path, ctype, encoding = PROTOCOLS[protocol]
     host = target.base_url.removeprefix("http://")
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency", "-s", str(HERE / "rotate.lua"), target.base_url,
-           "--", str(manifest), path, ctype, encoding, target.authorization, host]
+    cmd = [
+        "wrk",
+        "-t2",
+        f"-c{conns}",
+        f"-d{secs}s",
+        "--latency",
+        "-s",
+        str(HERE / "rotate.lua"),
+        target.base_url,
+        "--",
+        str(manifest),
+        path,
+        ctype,
+        encoding,
+        target.authorization,
+        host,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=secs + 60).stdout
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if bad:
@@ -175,12 +211,17 @@ def main() -> int:
     args = ap.parse_args()
     for tool in ("wrk", "victoria-metrics"):
         if shutil.which(tool) is None:
-            print(f"bench/protocols: {tool} is not installed (bench/protocols/run.sh installs it)", file=sys.stderr)
+            print(
+                f"bench/protocols: {tool} is not installed (bench/protocols/run.sh installs it)",
+                file=sys.stderr,
+            )
             return 1
     work = Path(tempfile.mkdtemp(prefix="airisd-bench-protocols-"))
     try:
         manifests = build_payloads(work / "payloads")
-        results: dict[str, dict[str, list[float]]] = {p: {"airisd": [], "victoria-metrics": []} for p in PROTOCOLS}
+        results: dict[str, dict[str, list[float]]] = {
+            p: {"airisd": [], "victoria-metrics": []} for p in PROTOCOLS
+        }
         for rnd in range(1, args.rounds + 1):
             # Alternate which server goes first, and give each round fresh stores of both.
             order = [start_airisd, start_vm] if rnd % 2 else [start_vm, start_airisd]
@@ -190,20 +231,36 @@ def main() -> int:
                     for protocol in PROTOCOLS:
                         value = run_wrk(target, protocol, manifests[protocol], args.secs, args.connections)
                         results[protocol][target.name].append(value)
-                        print(f"round {rnd} {target.name:17s} {protocol:13s} {value:12,.0f} samples/s", flush=True)
+                        print(
+                            f"round {rnd} {target.name:17s} {protocol:13s} {value:12,.0f} samples/s",
+                            flush=True,
+                        )
                 finally:
                     target.stop()
         print()
-        print("| protocol | airisd samples/s (median) | VictoriaMetrics samples/s (median) | ratio airisd/VM | runs |")
+        print(
+            "| protocol | airisd samples/s (median) | VictoriaMetrics samples/s (median) "
+            "| ratio airisd/VM | runs |"
+        )
         print("|---|---|---|---|---|")
         summary = {}
         for protocol, per in results.items():
             a, v = statistics.median(per["airisd"]), statistics.median(per["victoria-metrics"])
-            summary[protocol] = {"airisd": per["airisd"], "victoria-metrics": per["victoria-metrics"],
-                                 "airisd_median": a, "vm_median": v, "ratio": a / v if v else None}
+            summary[protocol] = {
+                "airisd": per["airisd"],
+                "victoria-metrics": per["victoria-metrics"],
+                "airisd_median": a,
+                "vm_median": v,
+                "ratio": a / v if v else None,
+            }
             print(f"| {protocol} | {a:,.0f} | {v:,.0f} | {a / v:.3f} | {len(per['airisd'])} |")
-        meta = {"samples_per_request": SAMPLES_PER_BODY, "series": SERIES, "connections": args.connections,
-                "secs": args.secs, "cpus": os.cpu_count()}
+        meta = {
+            "samples_per_request": SAMPLES_PER_BODY,
+            "series": SERIES,
+            "connections": args.connections,
+            "secs": args.secs,
+            "cpus": os.cpu_count(),
+        }
         if args.json:
             args.json.write_text(json.dumps({"meta": meta, "results": summary}, indent=2))
         return 0
