@@ -183,7 +183,7 @@ span_strategy = st.fixed_dictionaries(
         "service": st.sampled_from(SERVICES),
         "op": st.sampled_from(OPERATIONS),
         "start_ms": st.integers(0, 50),
-        "dur_ms": st.integers(0, 40),
+        "dur_ms": st.integers(0, 40) | st.integers(90, 250),
         "error": st.booleans(),
         "tags": st.dictionaries(st.sampled_from(TAG_KEYS), st.sampled_from(TAG_VALUES), max_size=3),
     }
@@ -196,8 +196,8 @@ query_strategy = st.fixed_dictionaries(
         "operation": st.sampled_from(OPERATIONS),
         "from_ns": st.integers(0, 50).map(lambda ms: T0 + ms * MS),
         "to_ns": st.integers(0, 50).map(lambda ms: T0 + ms * MS),
-        "min_duration_ns": st.integers(0, 40).map(lambda ms: ms * MS),
-        "max_duration_ns": st.integers(0, 40).map(lambda ms: ms * MS),
+        "min_duration_ns": (st.integers(0, 40) | st.integers(90, 250)).map(lambda ms: ms * MS),
+        "max_duration_ns": (st.integers(0, 40) | st.integers(90, 250)).map(lambda ms: ms * MS),
         "tags": st.lists(
             st.tuples(st.sampled_from([*TAG_KEYS, "error"]), st.sampled_from(FILTER_VALUES)), max_size=2
         ),

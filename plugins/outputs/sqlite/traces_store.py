@@ -17,9 +17,11 @@ Layout and why (figures from 2M-span runs on the project machine, per span writt
 - ``spans_service (service, start_ts, duration, operation, error)`` serves searches by service
   newest-first; duration, operation and the error flag are tested inside the index, so only
   matching spans cost a row fetch. ``spans_start (start_ts, duration, error)`` does the same for
-  searches without a service, and the small partial index ``spans_errors`` makes
-  ``tags=error:true`` cheap however rare errors are. These grow at their right edge (time
-  order), so they stay cheap to write.
+  searches without a service. Partial copies of both for spans of 100 ms or more
+  (``spans_slow_service``, ``spans_slow``) answer "slow traces" queries (``min_duration`` >=
+  100 ms) from a few percent of the entries however rare the matches, and ``spans_errors`` does
+  the same for ``tags=error:true``. All grow at their right edge (time order), so they stay
+  cheap to write.
 - Other tag filters are tested in Python on the rows the index lets through, after a substring
   pre-filter on the tags' JSON text in SQL (a tag index would cost rows per tag per span).
 - ``operations (service, operation, kind, last_seen)`` is the catalogue behind ``services()`` and
@@ -49,7 +51,9 @@ from airisd.model import Span, SpanLog
 from airisd.traceformats import ID_PATTERN, tags_match, trace_summary
 
 _CATALOG_REFRESH_NS = 60 * 1_000_000_000  # how stale operations.last_seen may get
+SLOW_NS = 100_000_000  # spans this long are also in the small spans_slow* partial indexes
 _DELETE_CHUNK = 20_000
+_MMAP_BYTES = 1 << 31  # SQLite caps it at its compile-time maximum
 
 _encode = msgspec.json.Encoder().encode
 _decode_tags = msgspec.json.Decoder(dict[str, str | int | float | bool]).decode
@@ -89,6 +93,9 @@ class TraceStore(SignalStore):
     CREATE INDEX IF NOT EXISTS spans_service ON spans (service, start_ts, duration, operation, error);
     CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ts, duration, error);
     CREATE INDEX IF NOT EXISTS spans_errors ON spans (start_ts) WHERE error = 1;
+    CREATE INDEX IF NOT EXISTS spans_slow_service ON spans (service, start_ts, duration, operation, error)
+        WHERE duration >= 100000000;
+    CREATE INDEX IF NOT EXISTS spans_slow ON spans (start_ts, duration, error) WHERE duration >= 100000000;
     CREATE TABLE IF NOT EXISTS operations (
         service   TEXT NOT NULL,
         operation TEXT NOT NULL,
@@ -190,6 +197,13 @@ class TraceStore(SignalStore):
         return total
 
     # -- reading (any thread; one connection per call) -----------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        """A read connection that maps the file: each call starts with a cold page cache, and
+        mmap turns its page reads into memory accesses (searches ran 2-4x faster at 1M spans)."""
+        conn = super().reader()
+        conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
+        return conn
+
     def get_trace(self, trace_id: str) -> list[Span]:
         """Every span of the trace, ordered by start time; [] if unknown."""
         conn = self.reader()
@@ -225,9 +239,10 @@ class TraceStore(SignalStore):
         limit: int = 20,
     ) -> list[str]:
         """Ids of the traces with a span matching every condition, newest matching span first."""
-        sql, args, py_filters = _search_sql(
-            service, operation, from_ns, to_ns, min_duration_ns, max_duration_ns, tags
-        )
+        plan = _search_sql(service, operation, from_ns, to_ns, min_duration_ns, max_duration_ns, tags)
+        if plan is None:
+            return []
+        sql, args, py_filters = plan
         conn = self.reader()
         try:
             found: dict[str, None] = {}
@@ -366,8 +381,9 @@ def _search_sql(
     min_duration_ns: int | None,
     max_duration_ns: int | None,
     tags: Sequence[tuple[str, str]],
-) -> tuple[str, list[Any], list[tuple[str, str]]]:
-    """The scan for find_trace_ids: SQL, its arguments, and the tag filters left for Python.
+) -> tuple[str, list[Any], list[tuple[str, str]]] | None:
+    """The scan for find_trace_ids: SQL, its arguments, and the tag filters left for Python;
+    None when no span can match.
 
     The error filter becomes a literal ``error = 0/1`` so that SQLite may use the partial index.
     Each other tag filter adds ``instr`` pre-filters on the tags' JSON text; Python decides.
@@ -401,9 +417,14 @@ def _search_sql(
     elif error_wanted == {"false"}:
         conds.append("error = 0")
     elif error_wanted:
-        conds.append("0")  # error:true and error:false together, or error:maybe: nothing matches
+        return None  # error:true and error:false together, or error:maybe: nothing can match
+    slow = min_duration_ns is not None and min_duration_ns >= SLOW_NS
+    if slow:
+        conds.append(f"duration >= {SLOW_NS}")  # the partial indexes' own term, for the planner
     if service is not None:
-        index = "spans_service"
+        index = "spans_slow_service" if slow else "spans_service"
+    elif slow:
+        index = "spans_slow"
     elif "error = 1" in conds:
         index = "spans_errors"
     else:
