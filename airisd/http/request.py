@@ -99,7 +99,7 @@ class Params:
             raise ValidationError(f"query parameter {name!r} is required", details={"field": name})
         return value
 
-    def int(self, name: str, default: int, *, lo: int, hi: int) -> int:
+    def integer(self, name: str, default: int, *, lo: int, hi: int) -> int:
         raw = self.get(name)
         if raw is None or raw == "":
             return default

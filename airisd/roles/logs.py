@@ -78,7 +78,7 @@ class LogsQueryApi:
         level = self._level(p)
         service = p.get("service") or None
         from_ns, to_ns = self._range(p)
-        limit = p.int("limit", 100, lo=1, hi=self.max_results)
+        limit = p.integer("limit", 100, lo=1, hi=self.max_results)
         records = await anyio.to_thread.run_sync(
             lambda: self.store.search(query, level=level, service=service, from_ns=from_ns, to_ns=to_ns, limit=limit))
         return ok(request, {
@@ -89,8 +89,8 @@ class LogsQueryApi:
 
     async def list_logs(self, request: Request) -> Response:
         p = Params(request, {"page", "size", "limit", "sort", "level", "service", "from", "to"})
-        page = p.int("page", 1, lo=1, hi=1_000_000)
-        size = p.int("size", p.int("limit", 50, lo=1, hi=self.max_page), lo=1, hi=self.max_page)
+        page = p.integer("page", 1, lo=1, hi=1_000_000)
+        size = p.integer("size", p.integer("limit", 50, lo=1, hi=self.max_page), lo=1, hi=self.max_page)
         sort = p.get("sort") or "timestamp:desc"
         if sort not in ("timestamp:desc", "timestamp:asc"):
             raise ValidationError(f"sort {sort[:40]!r}: use timestamp:desc or timestamp:asc", details={"field": "sort"})

@@ -40,7 +40,7 @@ class MetricsQueryApi:
         from_ns, to_ns = p.time_range(self.clock.time_ns(), default_secs=DEFAULT_RANGE_SECS,
                                       max_secs=self.max_range_secs)
         matchers = parse_label_filter(p.get("labels") or "")
-        limit = p.int("limit", self.max_points, lo=1, hi=self.max_points)
+        limit = p.integer("limit", self.max_points, lo=1, hi=self.max_points)
         interval = p.get("interval")
         data: dict[str, Any] = {"name": name, "from": format_ts(from_ns), "to": format_ts(to_ns),
                                 "labels": matchers}
@@ -74,8 +74,8 @@ class MetricsQueryApi:
         p = Params(request, {"from", "to", "name", "page", "size", "limit"})
         from_ns, to_ns = p.time_range(self.clock.time_ns(), default_secs=DEFAULT_RANGE_SECS,
                                       max_secs=self.max_range_secs)
-        page = p.int("page", 1, lo=1, hi=1_000_000)
-        size = p.int("size", p.int("limit", 100, lo=1, hi=self.max_page), lo=1, hi=self.max_page)
+        page = p.integer("page", 1, lo=1, hi=1_000_000)
+        size = p.integer("size", p.integer("limit", 100, lo=1, hi=self.max_page), lo=1, hi=self.max_page)
         total, series = await anyio.to_thread.run_sync(
             lambda: self.store.list_series(from_ns, to_ns, name=p.get("name"), offset=(page - 1) * size, limit=size))
         names = sorted({s.name for s in series})

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 from airisd_plugins.outputs.sqlite.base import SignalStore
@@ -54,6 +55,12 @@ class MetricStore(SignalStore):
         ) WITHOUT ROWID;
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._index: dict[str, tuple[list[Series], dict[tuple[str, str], list[Series]]]] = {}
+        self._index_max_id = 0
+        self._index_lock = threading.Lock()
+
     def after_open(self, conn: sqlite3.Connection) -> None:
         self._series_ids: dict[str, int] = {k: i for i, k in conn.execute("SELECT id, key FROM series")}
 
@@ -91,12 +98,36 @@ class MetricStore(SignalStore):
 
     # -- readers (worker threads) ------------------------------------------------------------
     def find_series(self, conn: sqlite3.Connection, name: str, matchers: dict[str, str]) -> list[Series]:
-        found = []
-        for sid, labels_json in conn.execute("SELECT id, labels FROM series WHERE name = ?", (name,)):
-            labels = orjson.loads(labels_json)
-            if all(labels.get(k) == v for k, v in matchers.items()):
-                found.append(Series(sid, name, labels))
-        return found
+        """Series of ``name`` whose labels hold every matcher, from an in-memory inverted index
+        (name -> series, (label, value) -> series) kept up to date from the committed rows: the
+        alert role asks this once per rule per round, so it must not re-read the series table."""
+        index = self._series_index(conn)
+        entry = index.get(name)
+        if entry is None:
+            return []
+        every, postings = entry
+        if not matchers:
+            return list(every)
+        lists = [postings.get(item, ()) for item in matchers.items()]
+        smallest = min(lists, key=len)
+        return [s for s in smallest if all(s.labels.get(k) == v for k, v in matchers.items())]
+
+    def _series_index(
+        self, conn: sqlite3.Connection
+    ) -> dict[str, tuple[list[Series], dict[tuple[str, str], list[Series]]]]:
+        # Series rows are never updated or deleted, and readers only see committed ids, so new
+        # series are exactly the rows above the highest id indexed so far.
+        with self._index_lock:
+            rows = conn.execute("SELECT id, name, labels FROM series WHERE id > ? ORDER BY id",
+                                (self._index_max_id,)).fetchall()
+            for sid, name, labels_json in rows:
+                series = Series(sid, name, orjson.loads(labels_json))
+                every, postings = self._index.setdefault(name, ([], {}))
+                every.append(series)
+                for item in series.labels.items():
+                    postings.setdefault(item, []).append(series)
+                self._index_max_id = sid
+            return self._index
 
     def query_points(
         self, name: str, matchers: dict[str, str], from_ns: int, to_ns: int, limit: int
