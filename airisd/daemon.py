@@ -372,6 +372,14 @@ class Daemon:
             while any(lst.server is not None and lst.server.started and not _server_done(lst.server)
                       for lst in self.listeners):
                 await anyio.sleep(0.02)
+        # Inputs stop next, while the pipeline still accepts, so what they buffered is delivered.
+        for inst in self.instances:
+            if isinstance(inst.plugin, Input):
+                try:
+                    with anyio.move_on_after(timeout / 4):
+                        await inst.plugin.shutdown()
+                except Exception as exc:
+                    log.error("input shutdown failed", extra={"kv": {"plugin": inst.label, "error": str(exc)}})
         if self.tracer is not None:
             await self.tracer.flush()
         self.pipeline.accepting = False

@@ -81,6 +81,8 @@ class SyslogInput(Input):
         self.m_ingested = ctx.metrics.counter("logs_ingested_total", "Log records accepted", ("input",))
         self._send: MemoryObjectSendStream[LogRecord] | None = None
         self._receive: MemoryObjectReceiveStream[LogRecord] | None = None
+        self._drained = anyio.Event()  # set when the flusher has emitted everything buffered
+        self._flusher_running = False
 
     async def start(self) -> None:
         """Bind now, so a busy port stops the daemon at start-up with the address in the message."""
@@ -103,15 +105,21 @@ class SyslogInput(Input):
         )
 
     async def shutdown(self) -> None:
+        """Stop listening, then let the flusher hand what is buffered to the pipeline (the daemon
+        shuts inputs down while the pipeline still accepts) before closing the buffer."""
         udp, self.udp = self.udp, None
         tcp, self.tcp = self.tcp, None
         if udp is not None:
             await udp.aclose()
         if tcp is not None:
             await tcp.aclose()
-        for stream in (self._send, self._receive):
-            if stream is not None:
-                stream.close()
+        if self._send is not None:
+            self._send.close()
+            if self._flusher_running:
+                with anyio.move_on_after(5):
+                    await self._drained.wait()
+        if self._receive is not None:
+            self._receive.close()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         if self._receive is None:
@@ -178,18 +186,28 @@ class SyslogInput(Input):
 
     async def _flusher(self, receive: MemoryObjectReceiveStream[LogRecord]) -> None:
         size = self.config.batch_size
+        self._flusher_running = True
         try:
-            while True:
-                batch = [await receive.receive()]
+            ended = False
+            while not ended:
+                try:
+                    batch = [await receive.receive()]
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    return
                 with anyio.move_on_after(self.config.flush_interval_secs):
                     while len(batch) < size:
                         try:
                             batch.append(receive.receive_nowait())
                         except anyio.WouldBlock:
-                            batch.append(await receive.receive())
+                            try:
+                                batch.append(await receive.receive())
+                            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                                ended = True  # emit what was collected, then stop
+                                break
                 await self._emit(batch)
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return
+        finally:
+            self._flusher_running = False
+            self._drained.set()
 
     async def _emit(self, batch: list[LogRecord]) -> None:
         """Deliver one batch, retrying with backoff while the pipeline refuses (never dropping)."""
