@@ -52,6 +52,7 @@ class AlertingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     external_url: str = ""  # this role's public URL, for links in notifications
     metrics_url: str = ""  # the metrics role's URL when it runs in another process
     logs_url: str = ""  # the log role's URL when it runs in another process
+    api_key: str = ""  # bearer API key (scope read) for metrics_url / logs_url (AIRISD_ALERT_API_KEY)
     channel_defaults: dict[str, dict[str, Any]] = {}  # channel type -> config under each channel
     routes: list[RouteConfig] = []
     default_channels: list[str] = []  # for pushed alerts no route matches

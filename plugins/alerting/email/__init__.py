@@ -20,7 +20,8 @@ from airisd.alerting.render import render_body, render_title
 from airisd.alerting.rules import invalid_option
 from airisd.alerting.templates import compile_template
 from airisd.errors import PermanentError, TransientError
-from airisd.plugin import AlertChannel, PluginConfig, PluginContext
+from airisd.hookspecs import hookimpl
+from airisd.plugin import AlertChannel, Plugin, PluginConfig, PluginContext
 
 DEFAULT_SUBJECT = "[{{.Status | upper}}] {{.RuleName}} - {{.Severity}}"
 DEFAULT_BODY = (
@@ -139,6 +140,11 @@ class EmailChannel(AlertChannel):
         if errors:
             text = "; ".join(f"{rcpt}: {r.code} {r.message}" for rcpt, r in errors.items())
             raise PermanentError(f"smtp {cfg.host}: some recipients refused: {text}")
+
+
+@hookimpl
+def airisd_plugin_classes() -> list[type[Plugin]]:
+    return [EmailChannel]
 
 
 plugin_class = EmailChannel

@@ -13,7 +13,8 @@ from airisd.alerting.notification import Notification
 from airisd.alerting.render import render_bodies, render_title
 from airisd.alerting.rules import invalid_option
 from airisd.alerting.templates import compile_template
-from airisd.plugin import PluginConfig, PluginContext
+from airisd.hookspecs import hookimpl
+from airisd.plugin import Plugin, PluginConfig, PluginContext
 
 DEFAULT_TITLE = "[{{.Status | upper}}] {{.RuleName}} - {{.Severity}}"
 DEFAULT_TEXT = "{{.Description}}\nValue: {{.Value}}\nTime: {{.Timestamp}}\nLabels: {{.Labels}}"
@@ -74,6 +75,11 @@ class SlackChannel(HttpChannel):
 
     async def send(self, notification: Notification) -> None:
         await self.request("POST", self.cfg.webhook_url, json=self.payload(notification))
+
+
+@hookimpl
+def airisd_plugin_classes() -> list[type[Plugin]]:
+    return [SlackChannel]
 
 
 plugin_class = SlackChannel

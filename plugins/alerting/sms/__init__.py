@@ -19,7 +19,8 @@ from airisd.alerting.notification import Notification
 from airisd.alerting.render import render_title
 from airisd.alerting.rules import invalid_option
 from airisd.alerting.templates import compile_template
-from airisd.plugin import PluginConfig, PluginContext
+from airisd.hookspecs import hookimpl
+from airisd.plugin import Plugin, PluginConfig, PluginContext
 
 DEFAULT_MESSAGE = "[{{.Status | upper}}] {{.RuleName}} ({{.Severity}}): {{.Description}}"
 DEFAULT_BODY = '{"to": {{.To | json}}, "message": {{.Message | json}}}'
@@ -98,6 +99,11 @@ class SmsChannel(HttpChannel):
             self._delivered[key] = None
             while len(self._delivered) > _REMEMBERED:
                 self._delivered.popitem(last=False)
+
+
+@hookimpl
+def airisd_plugin_classes() -> list[type[Plugin]]:
+    return [SmsChannel]
 
 
 plugin_class = SmsChannel

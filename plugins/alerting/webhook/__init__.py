@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 from airisd.alerting.httpchannel import HttpChannel, check_headers, check_url
 from airisd.alerting.notification import AlertInfo, Notification
 from airisd.alerting.rules import invalid_option
-from airisd.plugin import PluginConfig, PluginContext
+from airisd.hookspecs import hookimpl
+from airisd.plugin import Plugin, PluginConfig, PluginContext
 from airisd.timeparse import format_ts
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert still firing
@@ -72,6 +73,11 @@ class WebhookChannel(HttpChannel):
     async def send(self, notification: Notification) -> None:
         body = alertmanager_payload(notification, max_alerts=self.cfg.max_alerts)
         await self.request("POST", self.cfg.url, json=body, headers=dict(self.cfg.headers))
+
+
+@hookimpl
+def airisd_plugin_classes() -> list[type[Plugin]]:
+    return [WebhookChannel]
 
 
 plugin_class = WebhookChannel
