@@ -179,6 +179,7 @@ class MemorySink(Output):
         self.started = False
         self.shutdowns = 0
         self._failures: list[PluginError] = []
+        self._written = anyio.Event()
 
     @property
     def items(self) -> list[Any]:
@@ -197,6 +198,13 @@ class MemorySink(Output):
         if self._failures:
             raise self._failures.pop(0)
         self.batches.append(batch)
+        self._written.set()
+        self._written = anyio.Event()
+
+    async def wait_batches(self, n: int) -> None:
+        """Wait until at least ``n`` batches have been written (wrap in anyio.fail_after)."""
+        while len(self.batches) < n:
+            await self._written.wait()
 
     async def shutdown(self) -> None:
         self.shutdowns += 1
