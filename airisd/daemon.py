@@ -31,6 +31,7 @@ from airisd.model import Signal
 from airisd.pipeline import OutputRunner, Pipeline
 from airisd.plugin import Clock, Input, Output, Plugin, PluginContext, Processor, Route
 from airisd.registry import Registry
+from airisd.roles.alerts import AlertRole
 from airisd.roles.common import CommonApi
 from airisd.roles.debug import DebugApi
 from airisd.roles.logs import LogsQueryApi
@@ -109,6 +110,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.query_stores: dict[Signal, Any] = {}
         self.tracer: SelfTracer | None = None
+        self.alert_role: AlertRole | None = None
 
     # -- building ------------------------------------------------------------------------------
     def _ctx(self, kind: str, name: str) -> PluginContext:
@@ -147,6 +149,12 @@ class Daemon:
         self.auth_api = AuthApi.from_config(self.config)
         self.auth_check = self.auth_api.check
         self.debug_api = DebugApi(self.data_dir)
+        if "alert" in self.roles:  # alert role (issue 5): engine over the stores or the roles' HTTP APIs
+            self.alert_role = AlertRole(
+                self.config.alerting, source=self.config.source, data_dir=self.data_dir,
+                channel_types={i.name: i.cls for i in self.registry.of_kind("alerting")},
+                ctx=self._ctx("alerting", "engine"), metric_store=self.query_stores.get(Signal.METRICS),
+                log_store=self.query_stores.get(Signal.LOGS), max_body_bytes=self.config.http.max_body_bytes)
         self._build_listeners()
 
     def _output_signals(self, cls: type[Output], cfg: Any) -> set[Signal]:
@@ -222,6 +230,8 @@ class Daemon:
                                 max_results=http.max_page_size * 10, max_page=http.max_page_size).routes()
         if role == "trace":
             return TracesQueryApi(self._query_store(Signal.TRACES, role), clock=self.clock).routes()
+        if role == "alert" and self.alert_role is not None:
+            return self.alert_role.routes()
         return []
 
     def _query_store(self, signal: Signal, role: str) -> Any:
@@ -307,6 +317,8 @@ class Daemon:
                     tg.start_soon(runner.run)
                 if self.tracer is not None:
                     tg.start_soon(self.tracer.run)
+                if self.alert_role is not None:  # alert role (issue 5): evaluation rounds
+                    await tg.start(self.alert_role.run)
                 for listener in self.listeners:
                     await tg.start(self._serve, listener)
                     log.info("listening", extra={"kv": {"role": listener.role,
@@ -382,6 +394,8 @@ class Daemon:
                     log.error("input shutdown failed", extra={"kv": {"plugin": inst.label, "error": str(exc)}})
         if self.tracer is not None:
             await self.tracer.flush()
+        if self.alert_role is not None:  # alert role (issue 5): before the stores it reads close
+            await self.alert_role.stop()
         self.pipeline.accepting = False
         for runner in self.runners:
             await runner.close()

@@ -7,16 +7,25 @@ ingest-only API key. Answers use the seed's envelope; creations answer 201.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import anyio
+from anyio.abc import TaskStatus
 from starlette.requests import Request
 from starlette.responses import Response
 
+from airisd.alerting.config import alerting_config
+from airisd.alerting.engine import AlertEngine
+from airisd.alerting.inprocess import HttpLogSource, HttpMetricSource, StoreLogSource, StoreMetricSource
 from airisd.alerting.service import AlertService
+from airisd.alerting.sources import LogSource, MetricSource
+from airisd.alerting.store import AlertStore
 from airisd.errors import ValidationError
 from airisd.http.envelope import ok
 from airisd.http.request import Params, read_json
-from airisd.plugin import Route
+from airisd.plugin import AlertChannel, PluginContext, Route
 
 
 def _bool(p: Params, name: str) -> bool | None:
@@ -215,3 +224,69 @@ class AlertsApi:
         Params(request, ())
         data = await self.service.receive_external_alerts(await self._body(request))
         return ok(request, data, message=f"{data['accepted']} alerts accepted")
+
+
+class AlertRole:
+    """The alert role inside the daemon: the engine, its sources and its routes.
+
+    The engine reads the embedded stores in process unless ``[alerting] metrics_url`` /
+    ``logs_url`` name the roles' HTTP query APIs (then with ``alerting.api_key``).
+    """
+
+    def __init__(
+        self,
+        section: dict[str, Any] | None,
+        *,
+        source: str,
+        data_dir: Path,
+        channel_types: Mapping[str, type[Any]],  # the registry's "alerting" kind
+        ctx: PluginContext,
+        metric_store: Any = None,
+        log_store: Any = None,
+        max_body_bytes: int,
+    ) -> None:
+        self.config = alerting_config(section, source=source)
+        cfg = self.config
+        self._http: list[HttpMetricSource | HttpLogSource] = []
+        metrics: MetricSource | None = StoreMetricSource(metric_store) if metric_store is not None else None
+        logs: LogSource | None = StoreLogSource(log_store) if log_store is not None else None
+        if cfg.metrics_url:
+            metrics = HttpMetricSource(
+                cfg.metrics_url, api_key=cfg.api_key, timeout_secs=cfg.query_timeout_secs
+            )
+            self._http.append(metrics)
+        if cfg.logs_url:
+            logs = HttpLogSource(cfg.logs_url, api_key=cfg.api_key, timeout_secs=cfg.query_timeout_secs)
+            self._http.append(logs)
+        self.engine = AlertEngine(
+            AlertStore(data_dir),
+            channel_types={k: v for k, v in channel_types.items() if issubclass(v, AlertChannel)},
+            config=cfg,
+            ctx=ctx,
+            metrics=metrics,
+            logs=logs,
+        )
+        self.api = AlertsApi(AlertService(self.engine), max_body_bytes=max_body_bytes)
+        self._scope: anyio.CancelScope | None = None
+        self._done = anyio.Event()
+
+    def routes(self) -> list[Route]:
+        return self.api.routes()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open the store, resume state, then evaluate every interval until stop()."""
+        try:
+            with anyio.CancelScope() as self._scope:
+                await self.engine.start()
+                await self.engine.run(task_status=task_status)
+        finally:
+            self._done.set()
+
+    async def stop(self) -> None:
+        """Finish the round in progress (a store write is never cut), then close everything."""
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._done.wait()
+        for client in self._http:
+            await client.aclose()
+        await self.engine.shutdown()
