@@ -74,6 +74,7 @@ def batch_run(target: str, workdir: Path, *, duration_secs: int, base_ms: int, t
                          [fmt, str(SERIES), str(PER_SERIES), str(base_ms), token or "-"],
                          server_pid=server.pid, threads=THREADS, connections=CONNECTIONS,
                          duration_secs=duration_secs)
+        server.check_alive()
         rss = rss_mb(server.pid)
         stored = vm_stored_points(server) if target != "airisd" else -1
     finally:
@@ -109,6 +110,7 @@ def single_run(workdir: Path, *, duration_secs: int, connections: int = 32) -> S
         token = airisd_token(server)
         result = run_wrk(server.base_url, "single.lua", [token or "-"], server_pid=server.pid, threads=2,
                          connections=connections, duration_secs=duration_secs, latency=True)
+        server.check_alive()
     finally:
         rc = server.stop()
     stored = airisd_stored_points(data)

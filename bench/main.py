@@ -16,15 +16,18 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import ingest
 import pyspy
 import query
 import report
-from procs import NICE
+from procs import NICE, ServerDied
 from servers import ROOT, vm_version
 
 CACHE = ROOT / "bench" / ".cache"
@@ -48,6 +51,21 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+T = TypeVar("T")
+
+
+def retry_once(run: Callable[[], T]) -> T:
+    """Run again once if the server was stopped by a signal that did not come from us: the machine
+    is shared, and a neighbour's cleanup has been seen to SIGTERM processes it did not start."""
+    try:
+        return run()
+    except ServerDied as exc:
+        if exc.returncode >= 0:
+            raise
+        print(f"[bench] {exc}; running it again", file=sys.stderr, flush=True)
+        return run()
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", type=int, default=3, help="airisd/VM batch pairs (default 3)")
@@ -57,8 +75,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--query-series", type=int, default=1000)
     p.add_argument("--query-per-series", type=int, default=10_000)
     p.add_argument("--query-requests", type=int, default=200)
-    p.add_argument("--quiet-wait", type=float, default=15.0,
-                   help="before each run, wait up to this long for other processes to calm down (default 15)")
+    p.add_argument("--quiet-wait", type=float, default=5.0,
+                   help="before each run, wait up to this long for other processes to calm down (default 5)")
     p.add_argument("--only", default="batch,profile,single,query,rss",
                    help="comma-separated subset of batch,profile,single,query,rss")
     p.add_argument("--quick", action="store_true", help="a smoke test: 1 pair, 3 s runs, a 100k-point store")
@@ -100,8 +118,8 @@ def main(argv: list[str]) -> int:
             order = ["airisd", "victoria-metrics"] if i % 2 == 0 else ["victoria-metrics", "airisd"]
             for target in order:
                 load = ingest.wait_for_quiet(args.quiet_wait)
-                run = ingest.batch_run(target, args.workdir, duration_secs=args.secs,
-                                       base_ms=now_ms() - 3 * 3600 * 1000, tag=str(i))
+                run = retry_once(partial(ingest.batch_run, target, args.workdir, duration_secs=args.secs,
+                                         base_ms=now_ms() - 3 * 3600 * 1000, tag=str(i)))
                 log(f"pair {i + 1} {target}: {run.points_per_sec:,.0f} points/s, "
                     f"CPU {run.wrk.server_cpu_pct:.0f}%, stored {run.stored:,}/{run.acked:,}, "
                     f"non-2xx {run.wrk.not_ok} (other load before: {load:.0f}%)")
@@ -143,7 +161,7 @@ def main(argv: list[str]) -> int:
         ceiling = ingest.ceiling_run(args.workdir, duration_secs=min(args.single_secs, 6))
         ceiling_rps = ceiling.ok / ceiling.duration_secs
         log(f"HTTP ceiling now: {ceiling_rps:,.0f} req/s")
-        single = ingest.single_run(args.workdir, duration_secs=args.single_secs)
+        single = retry_once(lambda: ingest.single_run(args.workdir, duration_secs=args.single_secs))
         log(f"single: {single.req_per_sec:,.0f} req/s, p99 {single.wrk.latency_ms('p99'):.1f} ms")
         if single.wrk.not_ok or not single.stored_ok:
             problems.append(f"single: non-2xx {single.wrk.not_ok}, "

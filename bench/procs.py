@@ -135,6 +135,13 @@ class Server:
         raise RuntimeError(f"{self.name} did not answer {self.health_url} within {timeout} s; "
                            f"see {self.log_path}")
 
+    def check_alive(self) -> None:
+        """ServerDied if the server exited on its own (or something else on the machine stopped it)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            rc = self.proc.returncode
+            raise ServerDied(f"{self.name} exited with {rc} during the run, before the bench stopped it; "
+                             f"see {self.log_path}", rc)
+
     def stop(self, *, timeout: float = 20.0) -> int | None:
         """SIGTERM (airisd flushes and exits 0), SIGKILL if it hangs; return the exit code."""
         if self.proc is None:
