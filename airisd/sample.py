@@ -90,6 +90,42 @@ CORE = """\
   # metrics = ""
   # log = ""
   # trace = ""
+
+## The alert role (docs/alerting.md): rules, channels and silences are managed over its HTTP API;
+## the channels' server defaults follow in [alerting.channel_defaults.<type>].
+[alerting]
+  ## How often every enabled rule is evaluated.
+  # evaluation_interval_secs = 15.0
+  ## Re-notify alerts still firing this often.
+  # repeat_interval_secs = 14400.0
+  ## One rule's query may take this long; at most this many run at once.
+  # query_timeout_secs = 10.0
+  # max_concurrent_queries = 16
+  ## Failed sends are retried with jittered backoff (doubling from retry_initial_secs).
+  # send_attempts = 5
+  # retry_initial_secs = 1.0
+  # retry_max_secs = 30.0
+  # max_concurrent_sends = 8
+  ## Alerts pushed to POST /api/v2/alerts without endsAt resolve after this.
+  # resolve_timeout_secs = 300.0
+  # history_retention_days = 30.0
+  ## This role's public URL, for links in notifications.
+  # external_url = ""
+  ## Empty: rules read the embedded store (--role all). Set when the metrics and log roles run in
+  ## other processes: their base URLs, and an API key with the reader role
+  ## (`airisd token create --role reader`) to call them with.
+  metrics_url = "${ALERT_METRICS_URL:-}"
+  logs_url = "${ALERT_LOGS_URL:-}"
+  api_key = "${AIRISD_ALERT_API_KEY:-}"
+  ## Pushed alerts (POST /api/v2/alerts) go to the channels (by name) of the first matching route,
+  ## else to default_channels.
+  # default_channels = []
+  # [[alerting.routes]]
+  #   match = { team = "db" }
+  #   match_re = { service = "pay.*" }
+  #   channels = ["dba-email"]
+  #   group_by = ["alertname"]
+  #   continue = false
 """
 
 DEFAULT_PLUGINS: list[tuple[str, str]] = [
@@ -108,6 +144,10 @@ DEFAULT_PLUGINS: list[tuple[str, str]] = [
     ("inputs", "syslog"),
     ("processors", "redact"),
     ("outputs", "sqlite"),
+    ("alerting", "email"),
+    ("alerting", "slack"),
+    ("alerting", "webhook"),
+    ("alerting", "sms"),
 ]
 # Shown in the sample config, commented out: documented, not enabled.
 OPTIONAL_PLUGINS: list[tuple[str, str]] = [
