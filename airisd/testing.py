@@ -23,9 +23,10 @@ What it gives you:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,47 +293,41 @@ async def check_plugin_conformance(
         ctx = make_context(data_dir, clock=clock or FakeClock(), name=plugin_class.name)
         return plugin_class(cfg, ctx)
 
-    with anyio.fail_after(timeout_secs):
-        fresh = new()
-        try:
-            await fresh.shutdown()
-            await fresh.shutdown()
-        except Exception as exc:
-            problem = f"must be a no-op, raised {type(exc).__name__}: {exc}"
-            raise c.fail("shutdown without start", problem) from exc
-        c.ok("shutdown without start is safe")
-
-        plugin = new()
-        try:
-            await plugin.start()
-        except Exception as exc:
-            raise c.fail("start", f"raised {type(exc).__name__}: {exc} with a valid config") from exc
-        c.ok("start")
-        try:
-            await _check_run(plugin, c, timeout_secs)
-            if isinstance(plugin, Output):
-                await _check_writes(plugin, c)
-        finally:
+    async def step(rule: str, fn: Callable[[], Awaitable[Any]], what: str) -> None:
+        with anyio.move_on_after(timeout_secs) as scope:
             try:
-                await plugin.shutdown()
+                await fn()
             except Exception as exc:
-                raise c.fail("shutdown", f"raised {type(exc).__name__}: {exc}") from exc
-        if check_flushed is not None:
-            try:
-                result = check_flushed(plugin)
-                if hasattr(result, "__await__"):
-                    result = await result
-            except AssertionError as exc:
-                raise c.fail("shutdown flushes", str(exc)) from exc
-            if result is False:
-                raise c.fail("shutdown flushes", "check_flushed returned False after shutdown()")
-            c.ok("shutdown flushes")
+                raise c.fail(rule, f"{what} raised {type(exc).__name__}: {exc}") from exc
+        if scope.cancelled_caught:
+            raise c.fail(rule, f"{what} did not finish within {timeout_secs} s")
+
+    fresh = new()
+    await step("shutdown without start", fresh.shutdown, "shutdown() without start() must be a no-op; it")
+    await step("shutdown without start", fresh.shutdown, "a second shutdown() without start()")
+    c.ok("shutdown without start is safe")
+
+    plugin = new()
+    await step("start", plugin.start, "start() with a valid config")
+    c.ok("start")
+    try:
+        await _check_run(plugin, c, timeout_secs)
+        if isinstance(plugin, Output):
+            await _check_writes(plugin, c, timeout_secs)
+    finally:
+        await step("shutdown", plugin.shutdown, "shutdown()")
+    if check_flushed is not None:
         try:
-            await plugin.shutdown()
-        except Exception as exc:
-            problem = f"the second shutdown() raised {type(exc).__name__}: {exc}"
-            raise c.fail("shutdown twice", problem) from exc
-        c.ok("shutdown is safe twice")
+            result = check_flushed(plugin)
+            if inspect.isawaitable(result):
+                result = await result
+        except AssertionError as exc:
+            raise c.fail("shutdown flushes", str(exc)) from exc
+        if result is False:
+            raise c.fail("shutdown flushes", "check_flushed returned False after shutdown()")
+        c.ok("shutdown flushes")
+    await step("shutdown twice", plugin.shutdown, "the second shutdown()")
+    c.ok("shutdown is safe twice")
     report.emitted = list(getattr(plugin.ctx, "emitted", []))
     return report
 
@@ -380,6 +375,12 @@ def _check_config(cls: type[Plugin], raw: dict[str, Any], c: _Check) -> PluginCo
     if not conf.__struct_config__.forbid_unknown_fields:
         raise c.fail("unknown keys rejected", f"{conf.__name__} must forbid unknown fields")
     try:
+        cfg = msgspec.convert(raw, conf, strict=False)
+        cfg.validate()
+    except (msgspec.ValidationError, ValueError, AirisError) as exc:
+        raise c.fail("config validated", f"the given config is refused: {exc}") from exc
+    c.ok("config validated")
+    try:
         msgspec.convert({**raw, UNKNOWN_KEY: 1}, conf, strict=False)
     except msgspec.ValidationError as exc:
         if UNKNOWN_KEY not in str(exc):
@@ -387,12 +388,6 @@ def _check_config(cls: type[Plugin], raw: dict[str, Any], c: _Check) -> PluginCo
     else:
         raise c.fail("unknown keys rejected", f"a config with {UNKNOWN_KEY!r} was accepted")
     c.ok("unknown keys rejected")
-    try:
-        cfg = msgspec.convert(raw, conf, strict=False)
-        cfg.validate()
-    except (msgspec.ValidationError, ValueError, AirisError) as exc:
-        raise c.fail("config validated", f"the given config is refused: {exc}") from exc
-    c.ok("config validated")
     return cfg
 
 
@@ -415,11 +410,16 @@ async def _run(plugin: Plugin, *, task_status: TaskStatus[None]) -> None:
     await plugin.run(task_status=task_status)
 
 
-async def _check_writes(plugin: Output, c: _Check) -> None:
+async def _check_writes(plugin: Output, c: _Check, timeout_secs: float) -> None:
     for signal in sorted(plugin.signals, key=lambda s: s.value):
         try:
-            await plugin.write(sample_batch(signal))
+            with anyio.fail_after(timeout_secs):
+                await plugin.write(sample_batch(signal))
             outcome = "ok"
+        except TimeoutError as exc:
+            raise c.fail("errors classified", f"write() of a {signal.value} batch did not finish within "
+                                              f"{timeout_secs} s; time out inside and raise "
+                                              "TransientError") from exc
         except (TransientError, PermanentError) as exc:
             outcome = f"{type(exc).__name__}: {exc}"
         except Exception as exc:
