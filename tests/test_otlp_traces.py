@@ -272,7 +272,13 @@ JSON_KEYS = [
     *("resourceSpans", "scopeSpans", "spans", "resource", "attributes", "key", "value", "traceId", "spanId"),
     *("stringValue", "intValue", "arrayValue", "values", "events", "status", "code", "kind", "name"),
 ]
-json_leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=10) | st.floats(allow_nan=False)
+json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=10)
+    | st.floats(allow_nan=False)
+)
 json_doc = st.recursive(
     json_leaf,
     lambda inner: (
