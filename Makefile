@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= etc/airisd.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-fast lint bench sample-config clean services
+.PHONY: help install run test test-fast lint bench sample-config clean services package
 
 help:
 	@echo "make run            install into $(VENV) and run every role with $(CONFIG) (data in ./var)"
@@ -13,6 +13,7 @@ help:
 	@echo "make test-fast      the suite without end-to-end and server tests"
 	@echo "make lint           ruff and mypy"
 	@echo "make bench          the benchmarks in bench/ (results in docs/benchmarks.md)"
+	@echo "make package        dist/airisd_<version>_amd64.deb and dist/airisd-<version>.x86_64.rpm"
 	@echo "make sample-config  regenerate etc/airisd.toml from the plugins' samples"
 
 $(BIN)/airisd: pyproject.toml setup.py
@@ -39,6 +40,9 @@ lint: install
 
 bench: install
 	bench/run.sh
+
+package: install
+	scripts/package.sh
 
 sample-config: install
 	$(BIN)/airisd config sample > etc/airisd.toml
