@@ -54,7 +54,8 @@ def packages() -> tuple[Path, Path]:
 def test_rpm_lists_the_staged_files_and_scripts(packages: tuple[Path, Path]) -> None:
     _, rpm = packages
     files = set(_run("rpm", "-qpl", str(rpm)).stdout.split())
-    for path in ("/usr/bin/airisd", "/opt/airisd/bin/airisd", "/opt/airisd/bin/python", "/etc/airisd/airisd.toml",
+    for path in ("/usr/bin/airisd", "/opt/airisd/bin/airisd", "/opt/airisd/bin/python",
+                 "/etc/airisd/airisd.toml",
                  *(f"/etc/airisd/roles/{r}.toml" for r in ("metrics", "log", "trace", "alert")),
                  "/usr/lib/systemd/system/airisd.service", "/usr/lib/systemd/system/airisd@.service",
                  "/var/lib/airisd", "/var/log/airisd"):
