@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: install what the benchmarks need (wrk, VictoriaMetrics, py-spy), then run them.
-# Loopback only; about 4-5 minutes (the first run also builds a 10M-point store, ~1 min, cached in
+# Loopback only; about 3 minutes (the first run also builds a 10M-point store, ~1 min, cached in
 # bench/.cache/). Options: bench/run.sh --help. The report is printed and saved in bench/.cache/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
