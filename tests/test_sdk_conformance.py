@@ -260,3 +260,45 @@ async def test_context_collects_emitted_batches_and_fake_clock_moves_only_when_t
         for _ in range(1000):  # an hour of sleeps, instantly
             await clock.sleep(3.6)
     assert clock.time_ns() == 3600 * 10**9 and clock.monotonic() == pytest.approx(3600)
+
+
+# -- hygiene: the SDK's documentation and the shipped config keep up --------------------------
+
+
+DOC = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+
+
+def test_the_plugin_guide_documents_every_hook_and_harness_name() -> None:
+    from airisd import hookspecs, testing
+
+    hooks = [n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, "airisd_spec")]
+    assert hooks
+    for name in [*hooks, *testing.__all__]:
+        assert f"`{name}" in DOC, f"docs/plugins.md does not mention {name}"
+    for base in ("Input", "Processor", "Output", "AlertChannel", "query_api", "OutputConfig",
+                 "TransientError", "PermanentError", "ctx.metrics", "[project.entry-points.airisd]"):
+        assert base in DOC, f"docs/plugins.md does not cover {base}"
+
+
+def test_the_plugin_guide_links_resolve() -> None:
+    import re
+
+    links = re.findall(r"\]\((\.\./[^)#]+)\)", DOC)
+    assert links
+    for link in links:
+        assert (ROOT / "docs" / link).resolve().exists(), f"docs/plugins.md links to missing {link}"
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent for p in ROOT.glob("plugins/*/*/sample.toml")),
+                         ids=lambda p: f"{p.parent.name}-{p.name}")
+def test_every_plugin_sample_is_in_the_shipped_config(folder: Path) -> None:
+    """etc/airisd.toml is generated from the samples (tests/test_config.py); this catches a plugin
+    left out of the generator's lists, whose options would then be documented nowhere a user looks."""
+    shipped = (ROOT / "etc" / "airisd.toml").read_text(encoding="utf-8")
+    headers = [line.strip() for line in (folder / "sample.toml").read_text(encoding="utf-8").splitlines()
+               if line.strip().startswith("[")]
+    assert headers, f"{folder}/sample.toml has no table"
+    for header in headers[:1]:
+        assert header in shipped or f"# {header}" in shipped, (
+            f"etc/airisd.toml lacks {header} from {folder.relative_to(ROOT)}/sample.toml: add the plugin to "
+            "DEFAULT_PLUGINS or OPTIONAL_PLUGINS in airisd/sample.py and run `make sample-config`")
