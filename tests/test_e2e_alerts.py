@@ -130,7 +130,7 @@ def refused(resp: httpx.Response, field: str) -> None:
     assert field in err["message"] or err["details"].get("field", "").startswith(field), err
 
 
-SEED_EMAIL = {
+SEED_EMAIL: dict[str, Any] = {
     "name": "email",
     "type": "email",
     "config": {
@@ -187,7 +187,7 @@ def test_channels_from_the_seed_and_bad_input(airis: AirisProcess, receiver: Rec
     }
     refused(c.post("/channels", json=bad_tpl), "config.subject_template")
     # bad rules: a missing channel, operator, duration, log query
-    rule = {
+    rule: dict[str, Any] = {
         "name": "x",
         "conditions": {"metric": "cpu.usage", "operator": "gt", "threshold": 80, "duration": "5m"},
         "channels": ["email"],
