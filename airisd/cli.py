@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     setup_logging(level=config.agent.log_level, fmt=config.agent.log_format)
-    daemon = Daemon(config, build_registry())
+    daemon = Daemon(config, build_registry(), config_loader=lambda: _load(args))
     daemon.build()
     anyio.run(daemon.run, backend="asyncio", backend_options={"use_uvloop": True})
     return 0

@@ -13,7 +13,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from airisd.model import Signal
 from airisd.pipeline import OutputRunner, Pipeline
 from airisd.plugin import Clock, Input, Output, Plugin, PluginContext, Processor, Route
 from airisd.registry import Registry
+from airisd.reload import Reloader
 from airisd.roles.alerts import AlertRole
 from airisd.roles.common import CommonApi
 from airisd.roles.debug import DebugApi
@@ -98,6 +99,7 @@ class Daemon:
     registry: Registry
     clock: Clock = field(default_factory=Clock)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
+    config_loader: Callable[[], Config] | None = None  # re-reads the config on SIGHUP (airisd/reload.py)
 
     def __post_init__(self) -> None:
         self.roles = self.config.roles()
@@ -149,6 +151,7 @@ class Daemon:
         self.auth_api = AuthApi.from_config(self.config)
         self.auth_check = self.auth_api.check
         self.debug_api = DebugApi(self.data_dir)
+        self.reloader = Reloader(self, self.config_loader)  # SIGHUP, POST /admin/reload
         if "alert" in self.roles:  # alert role (issue 5): engine over the stores or the roles' HTTP APIs
             self.alert_role = AlertRole(
                 self.config.alerting, source=self.config.source, data_dir=self.data_dir,
@@ -212,6 +215,7 @@ class Daemon:
             routes: list[Route] = []
             routes += CommonApi(role, self.metrics, self.health_detailed, self.started_at).routes()
             routes += self.auth_api.routes() + self.debug_api.routes()  # /auth/login, /debug/profile/*
+            routes += self.reloader.routes()  # /admin/reload
             routes += self._role_routes(role)
             for inst in self.instances:
                 if isinstance(inst.plugin, Input) and type(inst.plugin).role == role:
@@ -358,8 +362,11 @@ class Daemon:
         async with anyio.create_task_group() as tg:
 
             async def watch_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
                     async for signum in signals:
+                        if signum == signal.SIGHUP:  # refusals are logged by the reloader
+                            tg.start_soon(self._reload_quietly)
+                            continue
                         log.info("stopping", extra={"kv": {"signal": signal.Signals(signum).name}})
                         self._stop_event.set()
                         return
@@ -367,6 +374,10 @@ class Daemon:
             tg.start_soon(watch_signals)
             await self._stop_event.wait()
             tg.cancel_scope.cancel()
+
+    async def _reload_quietly(self) -> None:
+        with contextlib.suppress(ConfigError):
+            await self.reloader.reload(trigger="SIGHUP")
 
     def request_stop(self) -> None:
         """Stop as SIGTERM would (tests, reload)."""
