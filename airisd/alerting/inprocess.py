@@ -126,7 +126,7 @@ def _label_filter(labels: dict[str, str]) -> str:
     """The metrics API's ``labels=k:v,k2:v2`` with commas and backslashes escaped."""
 
     def esc(v: str) -> str:
-        return v.replace("\\,", "\\\\,").replace(",", "\\,")
+        return v.replace("\\", "\\\\").replace(",", "\\,")
 
     return ",".join(f"{k}:{esc(v)}" for k, v in sorted(labels.items()))
 
