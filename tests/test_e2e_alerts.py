@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.e2e_helpers import AirisProcess, free_port
+from tests.e2e_helpers import ROOT, AirisProcess, airisd_bin, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -348,3 +349,108 @@ def test_restart_keeps_everything_and_resends_nothing(
     time.sleep(3)  # three evaluation rounds after the restart
     assert len(mailbox.subjects()) == sent_mail
     assert len(receiver.posts) == sent_posts
+
+
+def test_alert_role_apart_reads_the_roles_over_http(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> None:
+    """`--role alert` in its own process: rules query the metrics and log roles' HTTP APIs with a
+    reader API key ([alerting] metrics_url / logs_url / api_key)."""
+    base = tmp_path_factory.mktemp("apart")
+    data = AirisProcess(base / "data", role="metrics,log").start()
+    alert = None
+    try:
+        created_key = (
+            subprocess.run(
+                [
+                    airisd_bin(),
+                    "token",
+                    "create",
+                    "--role",
+                    "reader",
+                    "--name",
+                    "alert-role",
+                    "--config",
+                    str(ROOT / "etc" / "airisd.toml"),
+                    "--data-dir",
+                    str(data.data_dir),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            .stdout.strip()
+            .split()[-1]
+        )
+        alert = AirisProcess(
+            base / "alert",
+            role="alert",
+            extra_args=["--set", "alerting.evaluation_interval_secs=1"],
+            env={
+                "ALERT_METRICS_URL": data.url("metrics"),
+                "ALERT_LOGS_URL": data.url("log"),
+                "AIRISD_ALERT_API_KEY": created_key,
+            },
+        ).start()
+        c = alert.client("alert")
+        created(
+            c.post(
+                "/channels",
+                json={"name": "apart", "type": "webhook", "config": {"url": receiver.url + "/apart"}},
+            )
+        )
+        created(
+            c.post(
+                "/rules",
+                json={
+                    "name": "Remote CPU",
+                    "channels": ["apart"],
+                    "conditions": {
+                        "metric": "mem.usage",
+                        "operator": "gte",
+                        "threshold": 90,
+                        "duration": "0s",
+                        "labels": {"host": "remote-1"},
+                    },
+                },
+            )
+        )
+        created(
+            c.post(
+                "/rules",
+                json={
+                    "name": "Remote Errors",
+                    "channels": ["apart"],
+                    "conditions": {
+                        "log_query": "level:ERROR AND message:payment",
+                        "count": 2,
+                        "duration": "1m",
+                    },
+                },
+            )
+        )
+        m = data.client("metrics")
+        assert (
+            m.post(
+                "/metrics", json={"name": "mem.usage", "value": 97, "labels": {"host": "remote-1"}}
+            ).status_code
+            == 201
+        )
+        logs = data.client("log")
+        for _ in range(2):
+            assert logs.post("/logs", json={"level": "ERROR", "message": "payment failed"}).status_code == 201
+        names = wait_for(
+            "both remote rules' notifications",
+            lambda: (
+                {b["commonLabels"]["alertname"] for b in receiver.at("/apart")}
+                >= {"Remote CPU", "Remote Errors"}
+            ),
+        )
+        assert names
+        health = {r["name"]: r["last_evaluation"] for r in c.get("/rules").json()["data"]}
+        assert all(h["error"] is None for h in health.values()), health
+    finally:
+        if alert is not None:
+            alert.stop()
+        data.stop()
