@@ -24,6 +24,7 @@ import uvicorn
 from anyio.abc import TaskStatus
 
 from airisd.auth.http import AuthApi
+from airisd.backup import hold_data_dir
 from airisd.config import PLUGIN_SECTIONS, Config, parse_address
 from airisd.errors import ConfigError
 from airisd.http.app import HttpContext, build_app
@@ -313,7 +314,9 @@ class Daemon:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for listener in self.listeners:  # fail fast on a busy port, before opening stores
             listener.sock = self._bind(listener)
+        data_lock = contextlib.ExitStack()  # shared flock: `airisd restore` refuses while it is held
         try:
+            data_lock.enter_context(hold_data_dir(self.data_dir))
             await anyio.to_thread.run_sync(self.auth_api.open)  # auth.db, first admin (password shown once)
             async with anyio.create_task_group() as tg:
                 await self._start_plugins(tg)
@@ -333,6 +336,7 @@ class Daemon:
                 with anyio.CancelScope(shield=True):
                     await self._stop(tg)
         finally:
+            data_lock.close()
             self.debug_api.close()
             self.auth_api.close()
             for listener in self.listeners:
