@@ -302,3 +302,33 @@ def test_every_plugin_sample_is_in_the_shipped_config(folder: Path) -> None:
         assert header in shipped or f"# {header}" in shipped, (
             f"etc/airisd.toml lacks {header} from {folder.relative_to(ROOT)}/sample.toml: add the plugin to "
             "DEFAULT_PLUGINS or OPTIONAL_PLUGINS in airisd/sample.py and run `make sample-config`")
+
+
+def test_a_hook_with_a_bad_signature_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third-party module whose hook takes arguments the spec does not have: pluggy refuses it at
+    registration; the registry records it and loads everything else."""
+    import sys
+    import types
+    from importlib.metadata import EntryPoint, entry_points
+
+    from airisd import hookspecs, registry
+    from airisd.errors import ConfigError
+    from airisd.hookspecs import hookimpl
+
+    mod = types.ModuleType("airisd_test_badsig_plugin")
+
+    @hookimpl
+    def airisd_plugin_classes(config: Any) -> list[type[Plugin]]:
+        return [Good]
+
+    mod.airisd_plugin_classes = airisd_plugin_classes  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    real = list(entry_points(group=hookspecs.PROJECT))
+    bad = EntryPoint(name="good", value=mod.__name__, group=hookspecs.PROJECT)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [*real, bad])
+    reg = build_registry()
+    assert [(b.entry_point, b.package) for b in reg.broken] == [("good", "unknown")]
+    assert "PluginValidationError" in reg.broken[0].error and "config" in reg.broken[0].error
+    assert ("output", "sqlite") in reg.plugins
+    with pytest.raises(ConfigError, match=r"processor plugin 'good' failed to load from package unknown"):
+        reg.get("processor", "good")
