@@ -99,6 +99,9 @@ def cmd_plugins_info(args: argparse.Namespace) -> int:
     registry = build_registry()
     matches = [i for i in registry.all() if i.name == args.name and (args.kind is None or i.kind == args.kind)]
     if not matches:
+        for b in registry.broken:  # a third-party package that failed to load: say which and why
+            if b.entry_point == args.name:
+                raise ConfigError(f"plugin {args.name!r} failed to load from package {b.package}: {b.error}")
         raise ConfigError(f"no plugin named {args.name!r} (see `airisd plugins list`)")
     for info in matches:
         print(f"# {info.kind} {info.name} ({info.package} {info.version})\n")
