@@ -82,6 +82,10 @@ def test_plugins_info_prints_readme_and_sample(site: Path) -> None:
     assert "[[outputs.jsonl_file]]\n  ## The file; a relative path" in out.stdout  # sample.toml
     missing = airisd(site, "plugins", "info", "no_such_plugin")
     assert missing.returncode == 2 and "no plugin named 'no_such_plugin'" in missing.stderr
+    broken = airisd(site, "plugins", "info", "broken_walk")
+    assert broken.returncode == 2
+    assert "plugin 'broken_walk' failed to load from package airisd-broken-plugin: ImportError" \
+        in broken.stderr
 
 
 def test_the_example_package_tests_pass_against_airisd(site: Path) -> None:
