@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-APT_PACKAGES=(prometheus rpm systemd)  # rpm: rpmbuild for `make package`; systemd: systemd-analyze verify
+APT_PACKAGES=(prometheus rpm systemd curl)  # curl: scripts/health-check.sh; rpm: rpmbuild for `make package`; systemd: systemd-analyze verify
                               # (test_package). promtool checks our /metrics/prometheus output; prometheus scrapes
                               # airisd and remote-writes to it (test_e2e_protocols; logger is in bsdutils)
 need_apt=()
