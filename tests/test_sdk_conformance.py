@@ -332,3 +332,39 @@ def test_a_hook_with_a_bad_signature_is_reported_not_fatal(monkeypatch: pytest.M
     assert ("output", "sqlite") in reg.plugins
     with pytest.raises(ConfigError, match=r"processor plugin 'good' failed to load from package unknown"):
         reg.get("processor", "good")
+
+
+
+def test_sqlite_writes_survive_its_shutdown(tmp_path: Path) -> None:
+    """check_flushed for the embedded store: the conformance run's sample batches, read back by a
+    fresh store on the same directory after shutdown()."""
+    from airisd_plugins.outputs.sqlite import SqliteConfig, SqliteOutput
+
+    async def flushed(plugin: Plugin) -> None:
+        store = SqliteOutput(SqliteConfig(), make_context(tmp_path))
+        await store.start()
+        try:
+            metrics = store.query_api(Signal.METRICS)
+            series, truncated = metrics.query_points("conformance_test", {}, 0, 2**62, 100)
+            assert sorted(s.labels["i"] for s, _ in series) == ["0", "1", "2"] and not truncated
+            spans = store.query_api(Signal.TRACES).get_trace("0af7651916cd43dd8448eb211c80319c")
+            assert [sp.operation_name for sp in spans] == ["GET /conformance"] * 3
+        finally:
+            await store.shutdown()
+
+    report = run_plugin_conformance(SqliteOutput, {}, data_dir=tmp_path, check_flushed=flushed)
+    assert "shutdown flushes" in report.passed
+
+
+def test_the_example_package_passes_conformance_from_its_sources(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keeps examples/ honest in the fast suite; tests/test_example_plugin.py installs it for real."""
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "airisd-plugin-example" / "src"))
+    from airisd_plugin_example.jsonl_file import JsonlFileOutput
+    from airisd_plugin_example.random_walk import RandomWalkInput
+
+    run_plugin_conformance(RandomWalkInput, {"interval_secs": 0.5, "seed": 3})
+    out = tmp_path / "x.jsonl"
+    report = run_plugin_conformance(JsonlFileOutput, {"path": "x.jsonl"}, data_dir=tmp_path,
+                                    check_flushed=lambda p: out.read_text().count("\n") == 9)
+    assert "shutdown flushes" in report.passed
