@@ -80,6 +80,7 @@ class Config(Section):
     auth: dict[str, Any] = msgspec.field(default_factory=dict)
     alerting: dict[str, Any] = msgspec.field(default_factory=dict)
     tracing: dict[str, Any] = msgspec.field(default_factory=dict)
+    consul: dict[str, Any] = msgspec.field(default_factory=dict)  # airisd/consul.py
     inputs: dict[str, list[dict[str, Any]]] = msgspec.field(default_factory=dict)
     processors: dict[str, list[dict[str, Any]]] = msgspec.field(default_factory=dict)
     outputs: dict[str, list[dict[str, Any]]] = msgspec.field(default_factory=dict)

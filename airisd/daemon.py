@@ -26,6 +26,7 @@ from anyio.abc import TaskStatus
 from airisd.auth.http import AuthApi
 from airisd.backup import hold_data_dir
 from airisd.config import PLUGIN_SECTIONS, Config, parse_address
+from airisd.consul import ConsulRegistrar, parse_consul_config
 from airisd.errors import ConfigError
 from airisd.http.app import HttpContext, build_app
 from airisd.model import Signal
@@ -153,6 +154,7 @@ class Daemon:
         self.auth_check = self.auth_api.check
         self.debug_api = DebugApi(self.data_dir)
         self.reloader = Reloader(self, self.config_loader)  # SIGHUP, POST /admin/reload
+        self.consul_config = parse_consul_config(self.config.consul, source=self.config.source)
         if "alert" in self.roles:  # alert role (issue 5): engine over the stores or the roles' HTTP APIs
             self.alert_role = AlertRole(
                 self.config.alerting, source=self.config.source, data_dir=self.data_dir,
@@ -331,9 +333,15 @@ class Daemon:
                     log.info("listening", extra={"kv": {"role": listener.role,
                                                         "address": f"{listener.host}:{listener.port}"}})
                 log.info("airisd started", extra={"kv": {"roles": ",".join(self.roles), "data_dir": str(self.data_dir)}})
+                self.consul = ConsulRegistrar.for_listeners(self.consul_config, self.listeners)
+                if self.consul is not None:
+                    tg.start_soon(self.consul.run)  # retried in the background while Consul is down
                 task_status.started()
                 await self._wait_for_stop_signal()
                 with anyio.CancelScope(shield=True):
+                    if self.consul is not None:
+                        with anyio.move_on_after(5):
+                            await self.consul.deregister()
                     await self._stop(tg)
         finally:
             data_lock.close()

@@ -25,4 +25,24 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
     rm -f /usr/sbin/policy-rc.d
 fi
+
+# Consul (tests/test_consul.py): not in bookworm; Debian bullseye's .deb, fetched with a private apt
+# state whose source reuses this machine's own mirror URI, unpacked into .cache/services/consul.
+CONSUL_DIR=.cache/services/consul
+if [ ! -x "$CONSUL_DIR/usr/bin/consul" ] && ! command -v consul >/dev/null; then
+    mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+    [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    state=$(mktemp -d)
+    mkdir -p "$state/lists/partial" "$state/archives/partial" "$state/cache" "$CONSUL_DIR"
+    touch "$state/status"
+    echo "deb [trusted=yes] $mirror bullseye main" >"$state/sources.list"
+    opts=(-q -o "Dir::State=$state" -o "Dir::State::status=$state/status" -o "Dir::Cache=$state/cache"
+          -o "Dir::Etc::SourceList=$state/sources.list" -o Dir::Etc::SourceParts=/dev/null
+          -o Acquire::Languages=none -o APT::Sandbox::User=root)
+    echo "test-services: consul from bullseye ($mirror)"
+    apt-get "${opts[@]}" update >/dev/null
+    (cd "$state" && apt-get "${opts[@]}" download consul >/dev/null)
+    dpkg-deb -x "$state"/consul_*.deb "$CONSUL_DIR"
+    rm -rf "$state"
+fi
 echo "test-services: ready"

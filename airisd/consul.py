@@ -1,0 +1,161 @@
+"""Consul service registration, as the seed's services do it: each role registers with the local
+Consul agent as ``metrics-service``, ``log-service``, ``trace-service`` or ``alert-service`` with an
+HTTP check on its ``/health``, and deregisters when the daemon stops.
+
+``[consul]`` (off by default)::
+
+    [consul]
+      enabled = true
+      host = "${CONSUL_HOST:-localhost}"
+      port = "${CONSUL_PORT:-8500}"
+      # token = "${CONSUL_HTTP_TOKEN:-}"
+      # address = ""          # advertised address; empty: the listener's, or this host's name if 0.0.0.0
+      # check_interval_secs = 10.0
+      # deregister_critical_after_secs = 60.0
+
+Consul being down never stops the daemon: registration is retried with jittered backoff (up to
+``max_backoff_secs``) in the background, and a failed deregistration is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+
+from airisd.errors import ConfigError
+
+log = logging.getLogger("airisd.consul")
+
+SERVICE_NAMES = {"metrics": "metrics-service", "log": "log-service", "trace": "trace-service",
+                 "alert": "alert-service"}
+
+
+class ConsulConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 8500
+    scheme: str = "http"
+    token: str = ""
+    address: str = ""
+    check_interval_secs: float = 10.0
+    deregister_critical_after_secs: float = 60.0
+    timeout_secs: float = 5.0
+    max_backoff_secs: float = 60.0
+
+    def validate(self) -> None:
+        if self.scheme not in ("http", "https"):
+            raise ValueError(f"scheme must be http or https, got {self.scheme!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} is out of range")
+        for name in ("check_interval_secs", "deregister_critical_after_secs", "timeout_secs",
+                     "max_backoff_secs"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+
+def parse_consul_config(raw: dict[str, Any], *, source: str) -> ConsulConfig:
+    """``[consul]`` from the config file; ConfigError naming the key when it is wrong."""
+    try:
+        cfg = msgspec.convert(raw, ConsulConfig, strict=False)
+        cfg.validate()
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise ConfigError(f"{source}: [consul]: {exc}") from None
+    return cfg
+
+
+@dataclass
+class Registration:
+    role: str
+    host: str
+    port: int
+    tls: bool = False
+
+    def payload(self, cfg: ConsulConfig) -> dict[str, Any]:
+        wildcard = self.host in ("0.0.0.0", "::", "")
+        address = cfg.address or (socket.gethostname() if wildcard else self.host)
+        scheme = "https" if self.tls else "http"
+        return {
+            "ID": self.service_id(address),
+            "Name": SERVICE_NAMES[self.role],
+            "Address": address,
+            "Port": self.port,
+            "Tags": ["airisd", self.role],
+            "Meta": {"role": self.role},
+            "Check": {
+                "Name": f"{SERVICE_NAMES[self.role]} /health",
+                "HTTP": f"{scheme}://{address}:{self.port}/health",
+                "Interval": f"{cfg.check_interval_secs:g}s",
+                "Timeout": f"{cfg.timeout_secs:g}s",
+                "DeregisterCriticalServiceAfter": f"{cfg.deregister_critical_after_secs:g}s",
+                "TLSSkipVerify": False,
+            },
+        }
+
+    def service_id(self, address: str) -> str:
+        return f"{SERVICE_NAMES[self.role]}-{address}-{self.port}"
+
+
+class ConsulRegistrar:
+    """Registers every role of this process; ``run`` retries until done, ``deregister`` undoes it."""
+
+    def __init__(self, cfg: ConsulConfig, registrations: list[Registration]) -> None:
+        self.cfg = cfg
+        self.registrations = registrations
+        self.registered: list[str] = []
+        self.base_url = f"{cfg.scheme}://{cfg.host}:{cfg.port}"
+
+    @classmethod
+    def for_listeners(cls, cfg: ConsulConfig, listeners: list[Any]) -> ConsulRegistrar | None:
+        """One registration per role listener of this process; None when [consul] is off."""
+        if not cfg.enabled:
+            return None
+        return cls(cfg, [Registration(lst.role, lst.host, lst.port) for lst in listeners])
+
+    def _client(self) -> httpx.AsyncClient:
+        headers = {"X-Consul-Token": self.cfg.token} if self.cfg.token else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.cfg.timeout_secs)
+
+    async def register_once(self) -> None:
+        async with self._client() as client:
+            for reg in self.registrations:
+                body = reg.payload(self.cfg)
+                if body["ID"] in self.registered:
+                    continue
+                resp = await client.put("/v1/agent/service/register", json=body)
+                resp.raise_for_status()
+                self.registered.append(body["ID"])
+                log.info("registered with consul", extra={"kv": {"service": body["Name"], "id": body["ID"],
+                                                                  "consul": self.base_url}})
+
+    async def run(self) -> None:
+        """Register, retrying with jittered exponential backoff while Consul is unreachable."""
+        delay = 1.0
+        while True:
+            try:
+                await self.register_once()
+                return
+            except httpx.HTTPError as exc:
+                log.warning("consul registration failed; retrying",
+                            extra={"kv": {"consul": self.base_url, "error": str(exc) or type(exc).__name__,
+                                          "retry_in_secs": round(delay, 1)}})
+            await anyio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.cfg.max_backoff_secs)
+
+    async def deregister(self) -> None:
+        async with self._client() as client:
+            for service_id in list(self.registered):
+                try:
+                    resp = await client.put(f"/v1/agent/service/deregister/{service_id}")
+                    resp.raise_for_status()
+                    self.registered.remove(service_id)
+                    log.info("deregistered from consul", extra={"kv": {"id": service_id}})
+                except httpx.HTTPError as exc:
+                    log.error("consul deregistration failed",
+                              extra={"kv": {"id": service_id, "error": str(exc) or type(exc).__name__}})
