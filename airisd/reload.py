@@ -13,7 +13,8 @@ applied live
     from the new settings and swapped in between two batches).
 needs a restart (reported in ``restart_required`` and logged as a warning, the old value stays)
     ``agent.role``, ``agent.data_dir``, ``agent.hostname``, ``[listeners]``, the rest of ``[http]``,
-    ``[stores]``, ``[auth]``, ``[alerting]``, ``[tracing]``, ``[[inputs.*]]`` and ``[[outputs.*]]``:
+    ``[stores]``, ``[auth]``, ``[alerting]``, ``[tracing]``, ``[consul]``, ``[[inputs.*]]`` and
+    ``[[outputs.*]]``:
     they own sockets, open stores or background tasks.
 """
 
@@ -42,7 +43,7 @@ log = logging.getLogger("airisd.reload")
 
 LIVE_AGENT_KEYS = ("log_level", "log_format", "shutdown_timeout_secs")
 LIVE_HTTP_KEYS = ("retry_after_secs",)
-RESTART_SECTIONS = ("listeners", "stores", "auth", "alerting", "tracing", "inputs", "outputs")
+RESTART_SECTIONS = ("listeners", "stores", "auth", "alerting", "tracing", "consul", "inputs", "outputs")
 
 
 class ConfigInvalid(ApiError):
