@@ -6,8 +6,8 @@ HTTP check on its ``/health``, and deregisters when the daemon stops.
 
     [consul]
       enabled = true
-      host = "${CONSUL_HOST:-localhost}"
-      port = "${CONSUL_PORT:-8500}"
+      # host = "localhost"      # default: $CONSUL_HOST, else localhost
+      # port = 8500             # default: $CONSUL_PORT, else 8500
       # token = "${CONSUL_HTTP_TOKEN:-}"
       # address = ""          # advertised address; empty: the listener's, or this host's name if 0.0.0.0
       # check_interval_secs = 10.0
@@ -20,8 +20,10 @@ Consul being down never stops the daemon: registration is retried with jittered 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +62,14 @@ class ConsulConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"{name} must be positive")
 
 
-def parse_consul_config(raw: dict[str, Any], *, source: str) -> ConsulConfig:
-    """``[consul]`` from the config file; ConfigError naming the key when it is wrong."""
+def parse_consul_config(raw: dict[str, Any], *, source: str,
+                        environ: Mapping[str, str] | None = None) -> ConsulConfig:
+    """``[consul]`` from the config file; host and port default to the seed's CONSUL_HOST and
+    CONSUL_PORT. ConfigError naming the key when something is wrong."""
+    env = os.environ if environ is None else environ
+    defaults = {"host": env.get("CONSUL_HOST") or "localhost", "port": env.get("CONSUL_PORT") or 8500}
     try:
-        cfg = msgspec.convert(raw, ConsulConfig, strict=False)
+        cfg = msgspec.convert({**defaults, **raw}, ConsulConfig, strict=False)
         cfg.validate()
     except (msgspec.ValidationError, ValueError) as exc:
         raise ConfigError(f"{source}: [consul]: {exc}") from None

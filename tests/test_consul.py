@@ -109,3 +109,12 @@ def test_roles_register_pass_their_checks_and_deregister(consul: str, tmp_path: 
         airis.stop()
     assert httpx.get(f"{consul}/v1/agent/services").json() == {}
     assert "deregistered from consul" in airis.log()
+
+
+def test_host_and_port_default_to_the_seed_environment() -> None:
+    cfg = parse_consul_config({}, source="f", environ={"CONSUL_HOST": "consul", "CONSUL_PORT": "8501"})
+    assert (cfg.host, cfg.port) == ("consul", 8501)
+    cfg = parse_consul_config({"host": "10.0.0.1"}, source="f", environ={"CONSUL_HOST": "consul"})
+    assert (cfg.host, cfg.port) == ("10.0.0.1", 8500)
+    with pytest.raises(ConfigError, match=r"\[consul\]"):
+        parse_consul_config({}, source="f", environ={"CONSUL_PORT": "eighty"})
