@@ -125,6 +125,9 @@ def decode_batch(body: bytes, *, now_ns: int, limits: Limits) -> list[Point]:
     if len(items) > limits.max_batch_points:
         raise ValidationError(f"metrics: {len(items)} points; at most {limits.max_batch_points} per batch",
                               details={"field": "metrics"})
+    fast = _fast_points(items, now_ns=now_ns, limits=limits)
+    if fast is not None:
+        return fast
     points: list[Point] = []
     errors: list[dict[str, Any]] = []
     for i, p in enumerate(items):
@@ -142,6 +145,60 @@ def decode_batch(body: bytes, *, now_ns: int, limits: Limits) -> list[Point]:
             details={"field": first.get("field"), "index": first.get("index"), "errors": errors[:50]},
         )
     return points
+
+
+_MS_LO, _MS_HI = 100_000_000_000, 100_000_000_000_000  # the epoch-ms range of parse_timestamp
+
+
+def _fast_points(items: list[Any], *, now_ns: int, limits: Limits) -> list[Point] | None:
+    """The common case, cheaply: names and label sets repeat within a batch, so each distinct one
+    is checked once (by check_point itself, so the rules are the same), and epoch-ms integers skip
+    parse_timestamp. Any doubt returns None and the caller takes the slow path, which names every
+    bad point."""
+    max_ts = now_ns + limits.max_future_secs * 1_000_000_000
+    names: set[str] = set()
+    label_sets: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+    out: list[Point] = []
+    append = out.append
+    isfinite = math.isfinite
+    for i, p in enumerate(items):
+        if type(p) is not PointIn or not isfinite(p.value):
+            return None
+        t = p.timestamp
+        if t is None:
+            ts = now_ns
+        elif type(t) is int and _MS_LO <= t < _MS_HI:
+            ts = t * 1_000_000
+        else:
+            try:
+                ts = parse_timestamp(t)
+            except ValueError:
+                return None
+        if ts > max_ts:
+            return None
+        name = p.name
+        labels = p.labels
+        if labels:
+            key = tuple(labels.items())
+            shared = label_sets.get(key)
+            if shared is None:
+                try:
+                    check_point(p, now_ns=now_ns, limits=limits, index=i)
+                except ValidationError:
+                    return None
+                shared = label_sets[key] = labels
+                names.add(name)
+            labels = shared
+        else:
+            labels = {}
+        if name not in names:
+            try:
+                check_point(p, now_ns=now_ns, limits=limits, index=i)
+            except ValidationError:
+                return None
+            names.add(name)
+        append(Point(name=name, value=p.value, ts=ts, labels=labels))
+    return out
 
 
 def _decode_one_by_one(body: bytes, first: msgspec.DecodeError) -> list[PointIn | ValidationError]:

@@ -21,6 +21,7 @@ from airisd_plugins.outputs.sqlite.metrics_store import MetricStore
 from airisd_plugins.outputs.sqlite.traces_store import TraceStore
 
 NS_PER_DAY = 86_400 * 1_000_000_000
+CHECKPOINT_INTERVAL_SECS = 1.0
 
 
 STORE_CLASSES: dict[Signal, type[SignalStore]] = {
@@ -78,7 +79,7 @@ class SqliteOutput(Output):
 
     async def start(self) -> None:
         for sig, store in self.stores.items():
-            await anyio.to_thread.run_sync(store.open)
+            await anyio.to_thread.run_sync(lambda store=store: store.open(background_checkpoint=True))
             self._open.add(sig)
 
     async def write(self, batch: Batch) -> None:
@@ -97,12 +98,27 @@ class SqliteOutput(Output):
         return self.stores.get(signal)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        if self.config.retention_days <= 0:
-            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._checkpoint_loop)
+            if self.config.retention_days > 0:
+                tg.start_soon(self._retention_loop)
+            task_status.started()
+
+    async def _retention_loop(self) -> None:
         while True:
             await self.enforce_retention()
             await anyio.sleep(self.config.retention_check_interval_secs)
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await anyio.sleep(CHECKPOINT_INTERVAL_SECS)
+            for sig, store in self.stores.items():
+                if sig in self._open:
+                    try:
+                        await anyio.to_thread.run_sync(store.checkpoint)
+                    except sqlite3.Error as exc:  # busy or I/O: the next round tries again
+                        self.ctx.log.warning("checkpoint failed", extra={"kv": {"signal": sig.value,
+                                                                                 "error": str(exc)}})
 
     async def enforce_retention(self) -> dict[str, int]:
         cutoff = self.ctx.clock.time_ns() - int(self.config.retention_days * NS_PER_DAY)

@@ -63,6 +63,8 @@ class MetricStore(SignalStore):
 
     def after_open(self, conn: sqlite3.Connection) -> None:
         self._series_ids: dict[str, int] = {k: i for i, k in conn.execute("SELECT id, key FROM series")}
+        # (name, labels as sent) -> id: skips building the sorted key for series seen before.
+        self._fast_ids: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
 
     def after_rollback(self) -> None:
         self.after_open(self.wconn)
@@ -71,15 +73,22 @@ class MetricStore(SignalStore):
     def write(self, items: list[Point]) -> None:
         conn = self.wconn
         ids = self._series_ids
+        fast = self._fast_ids
         rows = []
         append = rows.append
         for p in items:
-            key = series_key(p.name, p.labels)
-            sid = ids.get(key)
+            fkey = (p.name, tuple(p.labels.items()))
+            sid = fast.get(fkey)
             if sid is None:
-                labels = orjson.dumps(p.labels, option=orjson.OPT_SORT_KEYS).decode()
-                cur = conn.execute("INSERT INTO series(name, labels, key) VALUES (?, ?, ?)", (p.name, labels, key))
-                sid = ids[key] = cur.lastrowid  # type: ignore[assignment]
+                key = series_key(p.name, p.labels)
+                sid = ids.get(key)
+                if sid is None:
+                    labels = orjson.dumps(p.labels, option=orjson.OPT_SORT_KEYS).decode()
+                    cur = conn.execute("INSERT INTO series(name, labels, key) VALUES (?, ?, ?)",
+                                       (p.name, labels, key))
+                    sid = ids[key] = cur.lastrowid  # type: ignore[assignment]
+                if len(fast) < 1_000_000:
+                    fast[fkey] = sid  # type: ignore[assignment]
             append((sid, p.ts, p.value))
         conn.executemany("INSERT OR REPLACE INTO points(series_id, ts, value) VALUES (?, ?, ?)", rows)
 
