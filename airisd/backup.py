@@ -183,13 +183,27 @@ def read_manifest(src: Path) -> dict[str, Any]:
     return manifest
 
 
+def _is_mode(text: object) -> bool:
+    if not isinstance(text, str):
+        return False
+    try:
+        return 0 <= int(text, 8) <= 0o777
+    except ValueError:
+        return False
+
+
 def verify(src: Path, manifest: dict[str, Any]) -> None:
     """Every file present, inside the backup, and with its recorded checksum."""
     bad = []
     for entry in manifest["files"]:
-        rel = str(entry.get("path", ""))
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) \
+                or not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("size"), int) \
+                or not _is_mode(entry.get("mode", "0o600")):
+            bad.append(f"{entry!r:.80}: not a manifest entry (path, size, mode, sha256)")
+            continue
+        rel = entry["path"]
         path = Path(src) / rel
-        if not rel or rel.startswith("/") or ".." in Path(rel).parts:
+        if not rel or rel.startswith("/") or ".." in Path(rel).parts or rel == MANIFEST:
             bad.append(f"{rel!r}: path outside the backup")
         elif not path.is_file():
             bad.append(f"{rel}: missing")

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airisd.backup import BackupError, backup, hold_data_dir, read_manifest, restore
 from airisd.timeparse import format_ts, now_ns
@@ -161,3 +163,33 @@ def test_online_backup_while_ingesting_then_restore_and_query(airis: AirisProces
         assert len(points) % 50 == 0  # whole batches only: the snapshot is consistent
     finally:
         again.stop()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=12)
+entries = st.fixed_dictionaries({
+    "path": st.text(max_size=12) | json_values, "sha256": st.text(max_size=8),
+    "size": st.integers() | json_values, "mode": st.sampled_from(["0o600", "9", "x"])})
+manifests = st.fixed_dictionaries({"format": st.just(1), "files": st.lists(entries | json_values, max_size=4)})
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(manifest=manifests | json_values)
+def test_any_manifest_is_refused_cleanly_and_restores_nothing(tmp_path: Path, manifest: object) -> None:
+    import json
+    import shutil
+
+    src = tmp_path / "bk"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir()
+    (src / "manifest.json").write_text(json.dumps(manifest))
+    target = tmp_path / "target"
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        restore(src, target)
+    except BackupError:
+        assert not target.exists()
+    else:  # only an empty file list restores, and then nothing is written but the lock
+        assert isinstance(manifest, dict) and manifest["files"] == []
+        assert [p.name for p in target.iterdir()] == ["airisd.lock"]
