@@ -171,7 +171,8 @@ json_values = st.recursive(
 entries = st.fixed_dictionaries({
     "path": st.text(max_size=12) | json_values, "sha256": st.text(max_size=8),
     "size": st.integers() | json_values, "mode": st.sampled_from(["0o600", "9", "x"])})
-manifests = st.fixed_dictionaries({"format": st.just(1), "files": st.lists(entries | json_values, max_size=4)})
+manifests = st.fixed_dictionaries({"format": st.just(1),
+                                   "files": st.lists(entries | json_values, max_size=4)})
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
