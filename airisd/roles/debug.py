@@ -17,12 +17,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-from pyinstrument import Profiler
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -31,6 +30,9 @@ from airisd.http.envelope import ok
 from airisd.http.request import Params
 from airisd.plugin import Route
 from airisd.timeparse import format_duration, format_ts
+
+if TYPE_CHECKING:
+    from pyinstrument import Profiler
 
 log = logging.getLogger("airisd.debug")
 
@@ -88,6 +90,8 @@ class DebugApi:
             since = format_ts(self._run.started_ns)
             raise Conflict(f"a profile is already running since {since}; POST /debug/profile/stop first",
                            details={"started_at": since})
+        from pyinstrument import Profiler  # imported on first use: it costs memory in every daemon
+
         profiler = Profiler(interval=interval / NS, async_mode="disabled")
         profiler.start()
         run = self._run = _Run(profiler, time.time_ns(), interval, max_duration)
