@@ -96,17 +96,22 @@ class Config(Section):
         except ConfigError as exc:
             raise ConfigError(f"{self.source}: agent.role: {exc}") from None
         if self.agent.log_format not in ("logfmt", "json"):
-            raise ConfigError(f"{self.source}: agent.log_format must be 'logfmt' or 'json', got {self.agent.log_format!r}")
+            raise ConfigError(
+                f"{self.source}: agent.log_format must be 'logfmt' or 'json', got {self.agent.log_format!r}")
         if self.agent.log_level.lower() not in ("debug", "info", "warning", "error"):
-            raise ConfigError(f"{self.source}: agent.log_level {self.agent.log_level!r} is not debug|info|warning|error")
+            raise ConfigError(
+                f"{self.source}: agent.log_level {self.agent.log_level!r} is not debug|info|warning|error")
         for name, listener in self.listeners.items():
             if name not in ROLES:
-                raise ConfigError(f"{self.source}: [listeners.{name}]: unknown role (expected one of {', '.join(ROLES)})")
+                raise ConfigError(
+                    f"{self.source}: [listeners.{name}]: unknown role (expected one of {', '.join(ROLES)})")
             parse_address(listener.address, where=f"{self.source}: listeners.{name}.address")
             if bool(listener.tls_cert_file) != bool(listener.tls_key_file):
-                raise ConfigError(f"{self.source}: listeners.{name}: set both tls_cert_file and tls_key_file, or neither")
+                raise ConfigError(
+                    f"{self.source}: listeners.{name}: set both tls_cert_file and tls_key_file, or neither")
         if self.http.max_body_bytes < 1024:
-            raise ConfigError(f"{self.source}: http.max_body_bytes must be at least 1024, got {self.http.max_body_bytes}")
+            raise ConfigError(
+                f"{self.source}: http.max_body_bytes must be at least 1024, got {self.http.max_body_bytes}")
         if self.agent.shutdown_timeout_secs <= 0:
             raise ConfigError(f"{self.source}: agent.shutdown_timeout_secs must be positive")
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import anyio
 import msgspec
+from airisd_plugins.processors.sample import trace_hash
 
 from airisd.errors import AirisError
 from airisd.model import Batch, Signal, Span
 from airisd.plugin import Emit
 from airisd.selfmetrics import Registry
-from airisd_plugins.processors.sample import trace_hash
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 UNTRACED_ROUTES = frozenset({"/health", "/metrics/prometheus"})

@@ -105,7 +105,8 @@ class HttpLogsInput(Input):
             ctype = request.headers.get("content-type", "text/plain").split(";")[0].strip().lower()
             if ctype not in ("text/plain", "", "application/octet-stream", "application/x-www-form-urlencoded"):
                 # curl -d sends x-www-form-urlencoded unless told otherwise: accept it as text.
-                raise UnsupportedMediaType(f"Content-Type {ctype!r}: send text/plain", details={"field": "Content-Type"})
+                raise UnsupportedMediaType(f"Content-Type {ctype!r}: send text/plain",
+                                           details={"field": "Content-Type"})
             body = await read_body(request, self.max_body)
             try:
                 text = body.decode("utf-8", errors="strict" if self.config.invalid_utf8 == "reject" else "replace")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from airisd_plugins.inputs.http_metrics.decode import Limits, decode_batch, decode_point
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,7 +14,6 @@ from airisd.http.envelope import ok
 from airisd.http.request import read_body
 from airisd.model import Batch, Signal
 from airisd.plugin import Input, Plugin, PluginConfig, Route
-from airisd_plugins.inputs.http_metrics.decode import Limits, decode_batch, decode_point
 
 
 class HttpMetricsConfig(PluginConfig):

@@ -3,11 +3,16 @@ the roles answer from them."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
+from airisd_plugins.outputs.sqlite.base import SignalStore
+from airisd_plugins.outputs.sqlite.logs_store import LogStore
+from airisd_plugins.outputs.sqlite.metrics_store import MetricStore
+from airisd_plugins.outputs.sqlite.traces_store import TraceStore
 from anyio.abc import TaskStatus
 
 from airisd.errors import TransientError
@@ -15,10 +20,6 @@ from airisd.hookspecs import hookimpl
 from airisd.model import Batch, Signal
 from airisd.pipeline import OutputConfig
 from airisd.plugin import Output, Plugin
-from airisd_plugins.outputs.sqlite.base import SignalStore
-from airisd_plugins.outputs.sqlite.logs_store import LogStore
-from airisd_plugins.outputs.sqlite.metrics_store import MetricStore
-from airisd_plugins.outputs.sqlite.traces_store import TraceStore
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 CHECKPOINT_INTERVAL_SECS = 1.0
@@ -79,7 +80,7 @@ class SqliteOutput(Output):
 
     async def start(self) -> None:
         for sig, store in self.stores.items():
-            await anyio.to_thread.run_sync(lambda store=store: store.open(background_checkpoint=True))
+            await anyio.to_thread.run_sync(functools.partial(store.open, background_checkpoint=True))
             self._open.add(sig)
 
     async def write(self, batch: Batch) -> None:

@@ -74,7 +74,7 @@ class MetricStore(SignalStore):
         conn = self.wconn
         ids = self._series_ids
         fast = self._fast_ids
-        rows = []
+        rows: list[tuple[int, int, float]] = []
         append = rows.append
         for p in items:
             fkey = (p.name, tuple(p.labels.items()))
@@ -184,7 +184,9 @@ class MetricStore(SignalStore):
         finally:
             conn.close()
 
-    def aggregate(self, name: str, matchers: dict[str, str], from_ns: int, to_ns: int, aggregation: str) -> float | None:
+    def aggregate(
+        self, name: str, matchers: dict[str, str], from_ns: int, to_ns: int, aggregation: str
+    ) -> float | None:
         """One value over every matching series in [from, to]; None when there are no points."""
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")

@@ -46,8 +46,8 @@ class FilterProcessor(Processor):
 
     def matches(self, item: Any) -> bool:
         name = getattr(item, "name", None)
-        if name is None:
-            name = getattr(item, "service", "")
+        if not isinstance(name, str):
+            name = str(getattr(item, "service", ""))
         if self._names and not any(p.match(name) for p in self._names):
             return False
         labels = item.labels
