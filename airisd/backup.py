@@ -54,7 +54,14 @@ class BackupError(ConfigError):
 def hold_data_dir(data_dir: Path, *, exclusive: bool = False) -> Iterator[None]:
     """Shared: a running daemon (several roles may share one directory). Exclusive: restore."""
     Path(data_dir).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(data_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    path = Path(data_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:  # created by root (a restore): flock works on a read-only descriptor too
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except PermissionError:
+            raise BackupError(f"cannot open {path}: permission denied (chown -R airisd:airisd {data_dir})") from None
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
