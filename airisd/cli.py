@@ -83,7 +83,8 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
     registry = build_registry()
     rows = [(i.kind, i.name, i.package, i.version, i.cls.description) for i in registry.all()]
     widths = [max(len(str(r[c])) for r in [("KIND", "NAME", "PACKAGE", "VERSION", ""), *rows]) for c in range(4)]
-    print(f"{'KIND':<{widths[0]}}  {'NAME':<{widths[1]}}  {'PACKAGE':<{widths[2]}}  {'VERSION':<{widths[3]}}  DESCRIPTION")
+    header = ("KIND", "NAME", "PACKAGE", "VERSION")
+    print("  ".join(f"{h:<{w}}" for h, w in zip(header, widths, strict=True)) + "  DESCRIPTION")
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:<{widths[3]}}  {r[4]}")
     for b in registry.broken:
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `airisd plugins list | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -266,7 +266,8 @@ class Daemon:
                     healthy = False
             plugins.append(entry)
         queues = {
-            f"{r.name}/{r.signal.value}": {"queued_items": r.queued_items, "max_queue_items": r.settings.max_queue_items,
+            f"{r.name}/{r.signal.value}": {"queued_items": r.queued_items,
+                                           "max_queue_items": r.settings.max_queue_items,
                                            "state": r.state, "last_error": r.last_error}
             for r in self.runners
         }
@@ -332,7 +333,8 @@ class Daemon:
                     await tg.start(self._serve, listener)
                     log.info("listening", extra={"kv": {"role": listener.role,
                                                         "address": f"{listener.host}:{listener.port}"}})
-                log.info("airisd started", extra={"kv": {"roles": ",".join(self.roles), "data_dir": str(self.data_dir)}})
+                log.info("airisd started",
+                         extra={"kv": {"roles": ",".join(self.roles), "data_dir": str(self.data_dir)}})
                 self.consul = ConsulRegistrar.for_listeners(self.consul_config, self.listeners)
                 if self.consul is not None:
                     tg.start_soon(self.consul.run)  # retried in the background while Consul is down
@@ -404,7 +406,8 @@ class Daemon:
             if listener.server is not None:
                 listener.server.should_exit = True
         with anyio.move_on_after(timeout / 2):
-            while any(lst.server is not None and lst.server.started and not _server_done(lst.server)
+            # uvicorn offers no event for "all connections closed": poll its state.
+            while any(lst.server is not None and lst.server.started and not _server_done(lst.server)  # noqa: ASYNC110
                       for lst in self.listeners):
                 await anyio.sleep(0.02)
         # Inputs stop next, while the pipeline still accepts, so what they buffered is delivered.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -135,10 +136,8 @@ class AirisProcess:
             client.close()
         self.clients.clear()
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.terminate()
-            except subprocess.TimeoutExpired:
-                pass
 
 
 def require_tool(name: str) -> str:
