@@ -85,6 +85,18 @@ CORE = """\
   sampling_rate = "${JAEGER_SAMPLING_RATE:-0.1}"
   # flush_interval_secs = 1.0
 
+## Service discovery: register each role in Consul as <role>-service (metrics-service, ...) with an
+## HTTP check on its /health; deregistered on shutdown. host and port default to CONSUL_HOST and
+## CONSUL_PORT from the environment (the seed's .env).
+[consul]
+  # enabled = false
+  # scheme = "http"
+  # token = ""
+  ## The address Consul should check; empty: the listener's (the host name for 0.0.0.0).
+  # address = ""
+  # check_interval_secs = 10.0
+  # deregister_critical_after_secs = 60.0
+
 ## Which output answers each role's queries (an output's name or alias); empty: the first that can.
 [stores]
   # metrics = ""
