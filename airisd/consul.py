@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -165,3 +166,50 @@ class ConsulRegistrar:
                 except httpx.HTTPError as exc:
                     log.error("consul deregistration failed",
                               extra={"kv": {"id": service_id, "error": str(exc) or type(exc).__name__}})
+
+
+class ConsulResolver:
+    """The base URL of a passing instance of a service, from Consul's health API.
+
+    The alert role uses it to find the metrics and log roles when they run in other processes and
+    ``[alerting] metrics_url`` / ``logs_url`` are empty. Instances are taken in turn; the list is
+    asked again after ``cache_secs`` or when it is empty. No passing instance is an error for that
+    evaluation (the rule's state is left as it was), not for the daemon.
+    """
+
+    def __init__(self, cfg: ConsulConfig, service: str, *, cache_secs: float = 10.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.cfg = cfg
+        self.service = service
+        self.cache_secs = cache_secs
+        headers = {"X-Consul-Token": cfg.token} if cfg.token else {}
+        self._client = httpx.AsyncClient(base_url=f"{cfg.scheme}://{cfg.host}:{cfg.port}", headers=headers,
+                                         timeout=cfg.timeout_secs, transport=transport)
+        self._urls: list[str] = []
+        self._fetched = 0.0
+        self._next = 0
+
+    async def __call__(self) -> str:
+        now = time.monotonic()
+        if not self._urls or now - self._fetched > self.cache_secs:
+            resp = await self._client.get(f"/v1/health/service/{self.service}", params={"passing": "1"})
+            resp.raise_for_status()
+            urls = []
+            for entry in resp.json() or []:
+                svc = entry.get("Service") or {}
+                address = svc.get("Address") or (entry.get("Node") or {}).get("Address")
+                port = svc.get("Port")
+                if address and port:
+                    meta = svc.get("Meta") or {}
+                    scheme = "https" if meta.get("scheme") == "https" else "http"
+                    host = f"[{address}]" if ":" in address else address
+                    urls.append(f"{scheme}://{host}:{port}")
+            self._urls, self._fetched = urls, now
+        if not self._urls:
+            raise RuntimeError(f"no passing instance of {self.service} in Consul")
+        url = self._urls[self._next % len(self._urls)]
+        self._next += 1
+        return url
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -133,6 +133,7 @@ class Daemon:
 
     def build(self) -> None:
         """Instantiate every configured plugin; raise ConfigError naming the first bad one."""
+        self.consul_config = parse_consul_config(self.config.consul, source=self.config.source)
         kinds = {"inputs": "input", "processors": "processor", "outputs": "output"}
         for section in PLUGIN_SECTIONS:
             for name, instances in getattr(self.config, section).items():
@@ -154,19 +155,24 @@ class Daemon:
         self.auth_check = self.auth_api.check
         self.debug_api = DebugApi(self.data_dir)
         self.reloader = Reloader(self, self.config_loader)  # SIGHUP, POST /admin/reload
-        self.consul_config = parse_consul_config(self.config.consul, source=self.config.source)
         if "alert" in self.roles:  # alert role (issue 5): engine over the stores or the roles' HTTP APIs
             self.alert_role = AlertRole(
                 self.config.alerting, source=self.config.source, data_dir=self.data_dir,
                 channel_types={i.name: i.cls for i in self.registry.of_kind("alerting")},
-                ctx=self._ctx("alerting", "engine"), metric_store=self.query_stores.get(Signal.METRICS),
-                log_store=self.query_stores.get(Signal.LOGS), max_body_bytes=self.config.http.max_body_bytes)
+                ctx=self._ctx("alerting", "engine"),
+                # this data dir's stores, unless [alerting] names URLs or Consul finds the roles
+                metric_store=self.query_stores.get(Signal.METRICS),
+                log_store=self.query_stores.get(Signal.LOGS),
+                max_body_bytes=self.config.http.max_body_bytes,
+                consul=self.consul_config)
         self._build_listeners()
 
     def _output_signals(self, cls: type[Output], cfg: Any) -> set[Signal]:
         wanted = {Signal(s) for s in getattr(cfg, "signals", [])} or set(cls.signals)
         needed = set(self.signals)
-        if "alert" in self.roles:  # the alert role reads metrics and logs from the embedded store
+        if "alert" in self.roles and not self.consul_config.enabled:
+            # the alert role reads the metrics and log stores of this data dir (roles of one host
+            # share it); with Consul it finds the roles' query APIs instead
             needed |= {Signal.METRICS, Signal.LOGS}
         return wanted & set(cls.signals) & needed
 

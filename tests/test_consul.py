@@ -118,3 +118,43 @@ def test_host_and_port_default_to_the_seed_environment() -> None:
     assert (cfg.host, cfg.port) == ("10.0.0.1", 8500)
     with pytest.raises(ConfigError, match=r"\[consul\]"):
         parse_consul_config({}, source="f", environ={"CONSUL_PORT": "eighty"})
+
+
+@pytest.mark.e2e
+@pytest.mark.services
+def test_alert_role_finds_the_metrics_role_through_consul(consul: str, tmp_path: Path) -> None:
+    """--role alert with no metrics_url: it asks Consul's health API for a passing metrics-service."""
+    from tests.e2e_helpers import airisd_bin
+    from tests.test_e2e_alerts import Receiver, wait_for
+
+    port = consul.rsplit(":", 1)[1]
+    consul_args = ["--set", "consul.enabled=true", "--set", 'consul.host="127.0.0.1"',
+                   "--set", f"consul.port={port}", "--set", "consul.check_interval_secs=0.5"]
+    data = AirisProcess(tmp_path / "data", role="metrics,log", extra_args=consul_args).start()
+    alert = None
+    receiver = Receiver()
+    try:
+        key = subprocess.run(
+            [airisd_bin(), "token", "create", "--role", "reader", "--name", "alert-role",
+             "--config", str(ROOT / "etc" / "airisd.toml"), "--data-dir", str(data.data_dir)],
+            capture_output=True, text=True, timeout=60, check=True).stdout.strip().split()[-1]
+        _wait(lambda: httpx.get(f"{consul}/v1/health/service/metrics-service", params={"passing": "1"}).json(),
+              "metrics-service passing in Consul")
+        alert = AirisProcess(tmp_path / "alert", role="alert",
+                             extra_args=[*consul_args, "--set", "alerting.evaluation_interval_secs=1"],
+                             env={"AIRISD_ALERT_API_KEY": key}).start()
+        c = alert.client("alert")
+        assert c.post("/channels", json={"name": "hook", "type": "webhook",
+                                         "config": {"url": receiver.url + "/consul"}}).status_code == 201
+        assert c.post("/rules", json={"name": "Found Through Consul", "channels": ["hook"], "conditions": {
+            "metric": "disk.usage", "operator": "gt", "threshold": 90, "duration": "0s"}}).status_code == 201
+        assert data.client("metrics").post("/metrics", json={"name": "disk.usage", "value": 99}).status_code == 201
+        wait_for("the notification of a rule evaluated through Consul",
+                 lambda: any(b["commonLabels"]["alertname"] == "Found Through Consul"
+                             for b in receiver.at("/consul")))
+    finally:
+        if alert is not None:
+            alert.stop()
+        data.stop()
+        receiver.server.shutdown()
+        receiver.server.server_close()

@@ -14,7 +14,7 @@ Time windows: the engine asks for from_ns <= ts < to_ns; the stores take inclusi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -139,14 +139,17 @@ class _HttpSource:
         api_key: str = "",
         timeout_secs: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        resolve: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_secs, transport=transport
         )
+        self.resolve = resolve  # service discovery (Consul): asked for a base URL on every query
 
     async def _get(self, path: str, params: dict[str, str]) -> Any:
-        resp = await self.client.get(path, params=params)
+        url = (await self.resolve()).rstrip("/") + path if self.resolve is not None else path
+        resp = await self.client.get(url, params=params)
         try:
             body = resp.json()
         except ValueError:

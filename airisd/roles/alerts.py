@@ -244,10 +244,12 @@ class AlertRole:
         metric_store: Any = None,
         log_store: Any = None,
         max_body_bytes: int,
+        consul: Any = None,  # airisd.consul.ConsulConfig: find the other roles through Consul
     ) -> None:
         self.config = alerting_config(section, source=source)
         cfg = self.config
         self._http: list[HttpMetricSource | HttpLogSource] = []
+        self._resolvers: list[Any] = []
         metrics: MetricSource | None = StoreMetricSource(metric_store) if metric_store is not None else None
         logs: LogSource | None = StoreLogSource(log_store) if log_store is not None else None
         if cfg.metrics_url:
@@ -258,6 +260,20 @@ class AlertRole:
         if cfg.logs_url:
             logs = HttpLogSource(cfg.logs_url, api_key=cfg.api_key, timeout_secs=cfg.query_timeout_secs)
             self._http.append(logs)
+        if consul is not None and consul.enabled:
+            # The roles run apart and no URL is configured: ask Consul for a passing instance.
+            from airisd.consul import ConsulResolver
+
+            if metrics is None:
+                self._resolvers.append(ConsulResolver(consul, "metrics-service"))
+                metrics = HttpMetricSource("", api_key=cfg.api_key, timeout_secs=cfg.query_timeout_secs,
+                                           resolve=self._resolvers[-1])
+                self._http.append(metrics)
+            if logs is None:
+                self._resolvers.append(ConsulResolver(consul, "log-service"))
+                logs = HttpLogSource("", api_key=cfg.api_key, timeout_secs=cfg.query_timeout_secs,
+                                     resolve=self._resolvers[-1])
+                self._http.append(logs)
         self.engine = AlertEngine(
             AlertStore(data_dir),
             channel_types={k: v for k, v in channel_types.items() if issubclass(v, AlertChannel)},
@@ -287,6 +303,6 @@ class AlertRole:
         if self._scope is not None:
             self._scope.cancel()
             await self._done.wait()
-        for client in self._http:
+        for client in [*self._http, *self._resolvers]:
             await client.aclose()
         await self.engine.shutdown()
