@@ -482,10 +482,12 @@ def main() -> None:
     args = ap.parse_args()
     log_rows, span_rows = (50_000, 100_000) if args.quick else (5_000_000, 10_000_000)
     if args.build_only == "logs":
-        print(build_log_store(log_rows, budget_s=args.build_budget))
+        b = build_log_store(log_rows, budget_s=args.build_budget)
+        print(f"{b.path}: {b.rows:,} log lines, complete={b.complete}, built in {b.build_secs:.0f} s")
         return
     if args.build_only == "traces":
-        print(build_trace_store(span_rows, budget_s=args.build_budget))
+        b = build_trace_store(span_rows, budget_s=args.build_budget)
+        print(f"{b.path}: {b.rows:,} spans, complete={b.complete}, built in {b.build_secs:.0f} s")
         return
     run(args.quick, log_rows, span_rows, args.build_budget)
 
