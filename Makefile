@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= etc/airisd.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-fast lint bench sample-config clean services package
+.PHONY: help install run test test-fast lint bench bench-logs-traces bench-protocols package sample-config clean services package
 
 help:
 	@echo "make run            install into $(VENV) and run every role with $(CONFIG) (data in ./var)"
@@ -40,6 +40,15 @@ lint: install
 
 bench: install
 	bench/run.sh
+
+# Issues 3 and 4: log and span ingest, search latency over 5M lines and 10M spans. The first run
+# builds those stores (about 15 minutes, ~4 GB cached in bench/.cache/); later runs take ~2 minutes.
+bench-logs-traces: install
+	$(BIN)/python bench/logs_traces.py
+
+# Issue 8: remote_write and line protocol next to VictoriaMetrics.
+bench-protocols: install
+	bench/protocols/run.sh
 
 package: install
 	scripts/package.sh
