@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 
 import orjson
 from airisd_plugins.inputs.influx.lineproto import Line, LineError, parse
-from airisd_plugins.inputs.prometheus_remote_write.shared import MetricLimits
+from airisd_plugins.inputs.prometheus_remote_write.shared import MetricLimits, MetricLimitsConfig
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,7 +29,7 @@ from airisd.errors import AirisError, Backpressure, PayloadTooLarge, ValidationE
 from airisd.hookspecs import hookimpl
 from airisd.http.request import read_body
 from airisd.model import Batch, Point, Signal
-from airisd.plugin import Input, Plugin, PluginConfig, Route
+from airisd.plugin import Input, Plugin, Route
 from airisd.timeparse import MAX_TS_NS
 
 PRECISION_V1 = {
@@ -47,21 +47,11 @@ PRECISION_V2 = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 VERSION = "1.8.10"  # what /ping reports: the 1.x API we speak
 
 
-class InfluxConfig(PluginConfig):
+class InfluxConfig(MetricLimitsConfig):
     ## Between measurement and field in point names: cpu + usage_idle -> cpu_usage_idle.
     separator: str = "_"
     ## The label that carries ?db= (1.x) or ?bucket= (2.x); empty: none.
     db_label: str = "db"
-    ## Limits, as the seed's metrics API has them; a point beyond them makes its line invalid.
-    max_name_length: int = 256
-    max_labels: int = 64
-    max_label_key_length: int = 128
-    max_label_value_length: int = 1024
-
-    def validate(self) -> None:
-        for name in ("max_name_length", "max_labels", "max_label_key_length", "max_label_value_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def lines_to_points(
@@ -151,12 +141,7 @@ class InfluxInput(Input):
 
     def __init__(self, config: InfluxConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.limits = MetricLimits(
-            max_name_length=config.max_name_length,
-            max_labels=config.max_labels,
-            max_label_key_length=config.max_label_key_length,
-            max_label_value_length=config.max_label_value_length,
-        )
+        self.limits = config.metric_limits()
         self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.m_rejected = ctx.metrics.counter(
             "points_rejected_total", "Metric points refused, by reason", ("input", "reason")

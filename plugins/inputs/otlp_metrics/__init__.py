@@ -8,26 +8,17 @@ from typing import Any, ClassVar
 
 from airisd_plugins.inputs.otlp_metrics.decode import decode_metrics, metrics_response
 from airisd_plugins.inputs.otlp_metrics.otlp import Decoded, handle
-from airisd_plugins.inputs.prometheus_remote_write.shared import MetricLimits
+from airisd_plugins.inputs.prometheus_remote_write.shared import MetricLimitsConfig
 from starlette.requests import Request
 from starlette.responses import Response
 
 from airisd.hookspecs import hookimpl
 from airisd.model import Signal
-from airisd.plugin import Input, Plugin, PluginConfig, Route
+from airisd.plugin import Input, Plugin, Route
 
 
-class OtlpMetricsConfig(PluginConfig):
-    ## Limits, as the seed's metrics API has them; a data point beyond them is rejected alone.
-    max_name_length: int = 256
-    max_labels: int = 64
-    max_label_key_length: int = 128
-    max_label_value_length: int = 1024
-
-    def validate(self) -> None:
-        for name in ("max_name_length", "max_labels", "max_label_key_length", "max_label_value_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+class OtlpMetricsConfig(MetricLimitsConfig):
+    """A data point beyond the limits is rejected alone (OTLP partial success)."""
 
 
 class OtlpMetricsInput(Input):
@@ -39,12 +30,7 @@ class OtlpMetricsInput(Input):
 
     def __init__(self, config: OtlpMetricsConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.limits = MetricLimits(
-            max_name_length=config.max_name_length,
-            max_labels=config.max_labels,
-            max_label_key_length=config.max_label_key_length,
-            max_label_value_length=config.max_label_value_length,
-        )
+        self.limits = config.metric_limits()
         self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.m_ingested = ctx.metrics.counter("points_ingested_total", "Metric points accepted", ("input",))
         self.m_rejected = ctx.metrics.counter(

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from airisd_plugins.inputs.prometheus_remote_write.proto import WriteRequest, WriteRequestV2
 from airisd_plugins.inputs.prometheus_remote_write.shared import (
     MetricLimits,
+    MetricLimitsConfig,
     SnappyError,
     read_raw_body,
     snappy_block,
@@ -35,7 +36,7 @@ from starlette.responses import PlainTextResponse, Response
 from airisd.errors import AirisError, Backpressure, PayloadTooLarge
 from airisd.hookspecs import hookimpl
 from airisd.model import Batch, Point, Signal
-from airisd.plugin import Input, Plugin, PluginConfig, Route
+from airisd.plugin import Input, Plugin, Route
 from airisd.timeparse import MAX_TS_NS
 
 V2_PROTO = "io.prometheus.write.v2.Request"
@@ -142,17 +143,8 @@ def _add_series(
         points.append(Point(name=name, value=value, ts=ts, labels=labels))
 
 
-class RemoteWriteConfig(PluginConfig):
-    ## Limits, as the seed's metrics API has them; a series beyond them is refused (400).
-    max_name_length: int = 256
-    max_labels: int = 64
-    max_label_key_length: int = 128
-    max_label_value_length: int = 1024
-
-    def validate(self) -> None:
-        for name in ("max_name_length", "max_labels", "max_label_key_length", "max_label_value_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+class RemoteWriteConfig(MetricLimitsConfig):
+    """A series beyond the limits is refused (400)."""
 
 
 class RemoteWriteInput(Input):
@@ -164,12 +156,7 @@ class RemoteWriteInput(Input):
 
     def __init__(self, config: RemoteWriteConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.limits = MetricLimits(
-            max_name_length=config.max_name_length,
-            max_labels=config.max_labels,
-            max_label_key_length=config.max_label_key_length,
-            max_label_value_length=config.max_label_value_length,
-        )
+        self.limits = config.metric_limits()
         self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.m_rejected = ctx.metrics.counter(
             "points_rejected_total", "Metric points refused, by reason", ("input", "reason")

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from airisd.errors import PayloadTooLarge
 from airisd.http.request import read_body
 from airisd.model import Point
+from airisd.plugin import PluginConfig
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -114,3 +115,23 @@ def label_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+class MetricLimitsConfig(PluginConfig):
+    """The limit options every metric protocol input shares, with the seed's API's defaults."""
+
+    ## Limits, as the seed's metrics API has them (name length, label count and sizes).
+    max_name_length: int = 256
+    max_labels: int = 64
+    max_label_key_length: int = 128
+    max_label_value_length: int = 1024
+
+    def validate(self) -> None:
+        for name in ("max_name_length", "max_labels", "max_label_key_length", "max_label_value_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def metric_limits(self) -> MetricLimits:
+        return MetricLimits(max_name_length=self.max_name_length, max_labels=self.max_labels,
+                            max_label_key_length=self.max_label_key_length,
+                            max_label_value_length=self.max_label_value_length)
