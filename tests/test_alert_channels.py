@@ -4,6 +4,7 @@ login, implicit TLS) and an HTTP receiver in a thread (Slack, webhook, SMS gatew
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import ipaddress
 import json
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -298,6 +300,10 @@ async def test_email_wrong_password_is_permanent(
     assert not starttls_smtp.sink.messages
 
 
+# asyncio leaves the plain socket of a failed STARTTLS upgrade to the garbage collector (the channel
+# closes its client; the transport under the TLS attempt is not reachable from it). Collect it here,
+# where the warning is expected, instead of letting it surface in whichever test runs next.
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_email_untrusted_certificate_is_permanent(starttls_smtp: Smtp, ctx: PluginContext) -> None:
     config = {
         **SEED_EMAIL,
@@ -309,6 +315,8 @@ async def test_email_untrusted_certificate_is_permanent(starttls_smtp: Smtp, ctx
     }
     with pytest.raises(PermanentError, match=r"TLS|certificate"):
         await build("email", config, ctx).send(notification())
+    await anyio.sleep(0.05)  # let the loop drop the failed transport
+    gc.collect()
 
 
 async def test_email_starttls_required_but_not_offered_is_permanent(

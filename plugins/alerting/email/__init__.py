@@ -7,6 +7,7 @@ templates and may override any server setting.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import ssl
 from email.message import EmailMessage
@@ -107,18 +108,26 @@ class EmailChannel(AlertChannel):
             if not cfg.tls_verify:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
+        # An explicit client, closed in every case: aiosmtplib.send() leaves its transport open
+        # when the TLS handshake fails (an untrusted certificate), which leaks a socket per attempt.
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host,
+            port=cfg.port,
+            use_tls=cfg.security == "tls",
+            start_tls={"auto": None, "starttls": True, "tls": False, "none": False}[cfg.security],
+            tls_context=context,
+            timeout=cfg.timeout_secs,
+        )
         try:
-            errors, _ = await aiosmtplib.send(
-                self.build_message(notification),
-                hostname=cfg.host,
-                port=cfg.port,
-                username=cfg.username or None,
-                password=cfg.password if cfg.username else None,
-                use_tls=cfg.security == "tls",
-                start_tls={"auto": None, "starttls": True, "tls": False, "none": False}[cfg.security],
-                tls_context=context,
-                timeout=cfg.timeout_secs,
-            )
+            try:
+                await client.connect()
+                if cfg.username:
+                    await client.login(cfg.username, cfg.password)
+                errors, _ = await client.send_message(self.build_message(notification))
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    await client.quit()
+            finally:
+                client.close()
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
