@@ -30,6 +30,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskStatus
 
+from airisd.config import HttpConfig
 from airisd.model import Batch, Signal
 
 if TYPE_CHECKING:
@@ -113,6 +114,11 @@ class Input(Plugin):
 
     def routes(self) -> Sequence[Route]:
         return ()
+
+    @property
+    def max_body(self) -> int:
+        """The listeners' request body limit (``[http] max_body_bytes``), for the routes' reads."""
+        return int(self.ctx.settings.get("max_body_bytes", HttpConfig().max_body_bytes))
 
 
 class Processor(Plugin):

@@ -69,7 +69,6 @@ class ElasticsearchInput(Input):
 
     def __init__(self, config: ElasticsearchConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.node_name = str(ctx.settings.get("hostname") or socket.gethostname())
         self.m_ingested = ctx.metrics.counter("logs_ingested_total", "Log records accepted", ("input",))
         self.m_rejected = ctx.metrics.counter(

@@ -39,7 +39,6 @@ class HttpLogsInput(Input):
 
     def __init__(self, config: HttpLogsConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.m_ingested = ctx.metrics.counter("logs_ingested_total", "Log records accepted", ("input",))
         self.m_rejected = ctx.metrics.counter("logs_rejected_total", "Log requests refused, by reason",
                                               ("input", "reason"))

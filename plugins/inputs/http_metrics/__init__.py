@@ -47,7 +47,6 @@ class HttpMetricsInput(Input):
             max_label_key_length=config.max_label_key_length, max_label_value_length=config.max_label_value_length,
             max_future_secs=config.max_future_secs, max_batch_points=config.max_batch_points,
         )
-        self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.m_rejected = ctx.metrics.counter("points_rejected_total", "Metric points refused, by reason",
                                               ("input", "reason"))
         self.m_ingested = ctx.metrics.counter("points_ingested_total", "Metric points accepted", ("input",))

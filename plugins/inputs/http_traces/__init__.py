@@ -28,7 +28,6 @@ class HttpTracesInput(Input):
 
     def __init__(self, config: HttpTracesConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.m_ingested = ctx.metrics.counter("spans_ingested_total", "Spans accepted", ("input",))
         self.m_rejected = ctx.metrics.counter("spans_rejected_total", "Span requests refused, by reason",
                                               ("input", "reason"))

@@ -31,7 +31,6 @@ class OtlpMetricsInput(Input):
     def __init__(self, config: OtlpMetricsConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         self.limits = config.metric_limits()
-        self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.m_ingested = ctx.metrics.counter("points_ingested_total", "Metric points accepted", ("input",))
         self.m_rejected = ctx.metrics.counter(
             "points_rejected_total", "Metric points refused, by reason", ("input", "reason")

@@ -157,7 +157,6 @@ class RemoteWriteInput(Input):
     def __init__(self, config: RemoteWriteConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         self.limits = config.metric_limits()
-        self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.m_rejected = ctx.metrics.counter(
             "points_rejected_total", "Metric points refused, by reason", ("input", "reason")
         )

@@ -27,7 +27,6 @@ class ZipkinInput(Input):
 
     def __init__(self, config: ZipkinConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.max_body = int(ctx.settings.get("max_body_bytes", 10 * 1024 * 1024))
         self.m_ingested = ctx.metrics.counter("spans_ingested_total", "Spans accepted", ("input",))
 
     def routes(self) -> Sequence[Route]:
