@@ -331,6 +331,14 @@ def test_jaeger_api(tree: AirisProcess) -> None:
     assert ids(service="t-orders", tags='{"db.system":"postgres","component":"sql"}') == ["tree-1"]
     assert ids(service="t-orders", start=us("2024-02-01T12:00:00.500Z")) == ["tree-2"]
 
+    # the Jaeger UI's compare view: ?traceID=a&traceID=b, in order, missing ones as errors
+    listed = jaeger(c.get("/api/traces", params=[("traceID", "tree-2"), ("traceID", "tree-1")]))
+    assert [t["traceID"] for t in listed] == ["tree-2", "tree-1"]
+    body = c.get("/api/traces", params=[("traceID", "tree-1"), ("traceID", "nope")]).json()
+    assert [t["traceID"] for t in body["data"]] == ["tree-1"]
+    assert body["errors"] == [{"code": 404, "msg": "trace nope not found", "traceID": "nope"}]
+    jaeger(c.get("/api/traces", params=[("traceID", "bad id!")]), 400)
+
     (trace,) = jaeger(c.get("/api/traces/tree-1"))
     assert trace["traceID"] == "tree-1" and len(trace["spans"]) == 4
     spans = {s["spanID"]: s for s in trace["spans"]}

@@ -20,7 +20,8 @@ from airisd.traceformats import jaeger_search_query, jaeger_trace, search_query,
 _TRACE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SEARCH_PARAMS = {"service", "operation", "from", "to", "min_duration", "max_duration", "tags", "limit"}
 JAEGER_PARAMS = {"service", "operation", "start", "end", "minDuration", "maxDuration", "tags", "limit",
-                 "lookback", "spanKind"}
+                 "lookback", "spanKind", "traceID"}
+MAX_TRACE_IDS = 100  # traces one ?traceID= list may ask for
 
 
 def _trace_id(raw: str) -> str:
@@ -99,6 +100,9 @@ class TracesQueryApi:
         unknown = sorted(set(request.query_params) - JAEGER_PARAMS)
         if unknown:
             return jaeger_error(400, f"unknown parameter {unknown[0]!r}")
+        wanted = request.query_params.getlist("traceID")
+        if wanted:
+            return await self._jaeger_by_ids(wanted)
         try:
             q = jaeger_search_query({k: v for k, v in request.query_params.items()})
         except ValidationError as exc:
@@ -110,6 +114,20 @@ class TracesQueryApi:
             return [jaeger_trace(traces[t]) for t in ids if traces.get(t)]
 
         return jaeger_response(await anyio.to_thread.run_sync(fetch))
+
+    async def _jaeger_by_ids(self, wanted: list[str]) -> Response:
+        """Jaeger UI's trace comparison asks ``/api/traces?traceID=a&traceID=b``: those traces, in that
+        order, the missing ones listed as errors as Jaeger does."""
+        if len(wanted) > MAX_TRACE_IDS:
+            return jaeger_error(400, f"at most {MAX_TRACE_IDS} traceID parameters, got {len(wanted)}")
+        bad = [t for t in wanted if not _TRACE_ID.match(t)]
+        if bad:
+            return jaeger_error(400, f"malformed trace id {bad[0][:80]!r}")
+        ids = list(dict.fromkeys(wanted))
+        traces = await anyio.to_thread.run_sync(self.store.get_traces, ids)
+        found = [jaeger_trace(traces[t]) for t in ids if traces.get(t)]
+        missing = [{"code": 404, "msg": f"trace {t} not found", "traceID": t} for t in ids if not traces.get(t)]
+        return jaeger_response(found, errors=missing or None)
 
     async def jaeger_get_trace(self, request: Request) -> Response:
         raw = request.path_params["trace_id"]
