@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= etc/airisd.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-fast lint bench bench-logs-traces bench-protocols package sample-config clean services package
+.PHONY: help install run test test-fast lint bench bench-logs-traces bench-protocols bench-backends package sample-config clean services
 
 help:
 	@echo "make run            install into $(VENV) and run every role with $(CONFIG) (data in ./var)"
@@ -13,6 +13,7 @@ help:
 	@echo "make test-fast      the suite without end-to-end and server tests"
 	@echo "make lint           ruff and mypy"
 	@echo "make bench          the benchmarks in bench/ (results in docs/benchmarks.md)"
+	@echo "make bench-backends delivery rates to the backends, disk vs memory buffer"
 	@echo "make package        dist/airisd_<version>_amd64.deb and dist/airisd-<version>.x86_64.rpm"
 	@echo "make sample-config  regenerate etc/airisd.toml from the plugins' samples"
 
@@ -49,6 +50,11 @@ bench-logs-traces: install
 # Issue 8: remote_write and line protocol next to VictoriaMetrics.
 bench-protocols: install
 	bench/protocols/run.sh
+
+# Issue 7: events/s delivered to ClickHouse (chdb), Elasticsearch (noida-db), Phoenix, Redis and
+# Kafka (tansu), and the disk buffer's cost next to the memory buffer. About 5 minutes.
+bench-backends: install
+	bench/backends/run.sh
 
 package: install
 	scripts/package.sh
