@@ -77,6 +77,14 @@ def plugin_config(info_cls: type[Plugin], raw: dict[str, Any], *, where: str) ->
     return cfg
 
 
+def check_buffer_config(cls: type[Output], cfg: Any, *, where: str) -> None:
+    """A store commits before it acknowledges: a disk buffer in front of it would only add a copy."""
+    buffer = getattr(cfg, "buffer", None)
+    if cls.durable and buffer is not None and buffer.type == "disk":
+        raise ConfigError(f"{where}: buffer.type = 'disk' is not allowed on {cls.name!r}: it is a durable store "
+                          "that acknowledges only committed data, so it needs no disk buffer (remove buffer)")
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT."""
 
@@ -146,6 +154,8 @@ class Daemon:
                         continue  # its role is not run by this process
                     if issubclass(cls, Output) and not self._output_signals(cls, cfg):
                         continue
+                    if issubclass(cls, Output):
+                        check_buffer_config(cls, cfg, where=where)
                     plugin = cls(cfg, self._ctx(kinds[section], name))
                     self.instances.append(PluginInstance(section, name, i, plugin, getattr(cfg, "alias", "")))
         self._build_pipeline()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import anyio
 import msgspec
 
+from airisd.buffer.config import BufferConfig
 from airisd.errors import Backpressure, PermanentError
 from airisd.model import Batch, Signal
 from airisd.plugin import Output, PluginConfig, Processor
@@ -78,8 +79,10 @@ class OutputConfig(PluginConfig):
     retry_initial_secs: float = 0.1
     retry_max_secs: float = 30.0
     signals: list[str] = msgspec.field(default_factory=list)  # empty: every signal it supports
+    buffer: BufferConfig = msgspec.field(default_factory=BufferConfig)  # see airisd/buffer/config.py
 
     def validate(self) -> None:
+        self.buffer.validate()
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.flush_interval_secs < 0:
