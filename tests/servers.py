@@ -169,3 +169,22 @@ def phoenix_server(workdir: Path) -> ServerProcess:
     env = {"PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port), "PHOENIX_TELEMETRY_ENABLED": "false",
            "PHOENIX_WORKING_DIR": str(workdir / "phoenix"), "PHOENIX_GRPC_PORT": str(free_port())}
     return ServerProcess("phoenix", [str(exe), "serve"], port, workdir, env=env, timeout=120)
+
+
+def chdb_server(workdir: Path) -> ServerProcess:
+    """ClickHouse's HTTP interface over the chdb engine (tests/chdb_http_server.py); data in workdir/data
+    persists across stop()/start(), on the same port."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("chdb") is None:  # find, not import: the engine is a 500 MB library
+        missing("chdb (pip install chdb)")
+    port = free_port()
+
+    def ready() -> bool:
+        import httpx
+
+        return httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200
+
+    return ServerProcess("chdb", [sys.executable, str(ROOT / "tests" / "chdb_http_server.py"), "--port", str(port),
+                                  "--path", str(workdir / "data")], port, workdir, ready=ready)
