@@ -160,15 +160,36 @@ def noida_elasticsearch(workdir: Path) -> ServerProcess:
 
 
 def phoenix_server(workdir: Path) -> ServerProcess:
-    """Arize Phoenix, a real OTLP/HTTP trace receiver, from its own venv. Its gRPC port binds [::],
-    so it runs in a private network namespace (unshare -n) when we are root... see note below."""
-    exe = ROOT / ".cache" / "services" / "phoenix" / "bin" / "phoenix"
-    if not exe.exists():
+    """Arize Phoenix, a real OTLP/HTTP trace receiver, from its own venv; its data (SQLite) lives in
+    workdir/phoenix and survives stop()/start() on the same port.
+
+    Phoenix 20.x has no setting for the address of its OTLP/gRPC listener: phoenix/server/grpc_server.py
+    calls ``add_insecure_port(f"[::]:{port}")`` (only ``--read-only`` disables it, which also refuses
+    spans). So it is started through a three-line launcher that rewrites that address to 127.0.0.1
+    before calling Phoenix's own ``main()``: every port it opens is loopback-only, no network namespace.
+    """
+    python = ROOT / ".cache" / "services" / "phoenix" / "bin" / "python"
+    if not (python.parent / "phoenix").exists():
         missing("phoenix (scripts/test-services.sh install builds .cache/services/phoenix)")
+    launcher = (
+        "import sys, grpc.aio._server as s\n"
+        "add = s.Server.add_insecure_port\n"
+        "s.Server.add_insecure_port = lambda self, a: add(self, a.replace('[::]', '127.0.0.1', 1))\n"
+        "from phoenix.server.main import main\n"
+        "sys.argv[0] = 'phoenix'\n"
+        "sys.exit(main())\n"
+    )
     port = free_port()
     env = {"PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port), "PHOENIX_TELEMETRY_ENABLED": "false",
            "PHOENIX_WORKING_DIR": str(workdir / "phoenix"), "PHOENIX_GRPC_PORT": str(free_port())}
-    return ServerProcess("phoenix", [str(exe), "serve"], port, workdir, env=env, timeout=120)
+
+    def ready() -> bool:
+        import httpx
+
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+
+    return ServerProcess("phoenix", [str(python), "-c", launcher, "serve"], port, workdir, env=env, ready=ready,
+                         timeout=60)
 
 
 def chdb_server(workdir: Path) -> ServerProcess:
