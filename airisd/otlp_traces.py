@@ -42,7 +42,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from airisd.errors import UnsupportedMediaType, ValidationError
 from airisd.model import Span, SpanLog
-from airisd.traceformats import MAX_LOGS, MAX_TAGS, RESOURCE_PREFIX, is_error, validate_span
+from airisd.traceformats import MAX_LOGS, MAX_TAGS, RESOURCE_PREFIX, decoded_span_ok, is_error, validate_span
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -102,8 +102,9 @@ def decode_otlp_traces_partial(body: bytes, content_type: str) -> OtlpBatch:
 class _Builder:
     """Collects spans and rejections for one request."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, trusted_text: bool = False) -> None:
         self.batch = OtlpBatch()
+        self.trusted_text = trusted_text  # protobuf: the parser has checked UTF-8 and integer sizes
 
     def reject(self, where: str, reason: str) -> None:
         self.batch.rejected += 1
@@ -159,10 +160,11 @@ class _Builder:
             tags=tags,
             logs=events,
         )
-        try:
-            validate_span(span, max_tags=_MAX_ALL_TAGS)
-        except ValidationError as exc:
-            return self.reject(where, exc.message)
+        if not (self.trusted_text and decoded_span_ok(span, max_tags=_MAX_ALL_TAGS)):
+            try:
+                validate_span(span, max_tags=_MAX_ALL_TAGS)
+            except ValidationError as exc:
+                return self.reject(where, exc.message)
         self.batch.spans.append(span)
 
 
@@ -231,7 +233,7 @@ def _decode_protobuf(body: bytes) -> OtlpBatch:
         request.ParseFromString(body)
     except DecodeError as exc:
         raise OtlpDecodeError(f"body is not a protobuf ExportTraceServiceRequest: {exc}") from None
-    b = _Builder()
+    b = _Builder(trusted_text=True)
     for ri, rs in enumerate(request.resource_spans):
         res = _pb_attrs(rs.resource.attributes)
         service, base = _resource_tags(res)

@@ -334,3 +334,57 @@ def test_error_response_is_a_google_rpc_status() -> None:
     long = status_pb2.Status.FromString(otlp_error_response("x" * 300, PROTOBUF, code=8))
     assert (long.code, long.message) == (8, "x" * 300)
     assert orjson.loads(otlp_error_response("nope", JSON)) == {"code": 3, "message": "nope"}
+
+
+# -- the protobuf path's fast validation agrees with validate_span --------------------------------
+
+def _near(limit: int) -> st.SearchStrategy[int]:
+    return st.sampled_from([0, 1, limit - 1, limit, limit + 1])
+
+
+@st.composite
+def _decoded_spans(draw: st.DrawFn) -> Span:
+    """Spans as the protobuf decoder builds them (hex ids, valid text, known kinds), with sizes
+    around every limit."""
+    from airisd.model import SpanLog
+    from airisd.timeparse import MAX_TS_NS
+    from airisd.traceformats import (
+        MAX_KEY_LEN,
+        MAX_LOG_FIELDS,
+        MAX_LOGS,
+        MAX_OPERATION_LEN,
+        MAX_SERVICE_LEN,
+        MAX_TAGS,
+        MAX_VALUE_LEN,
+    )
+
+    def text(limit: int) -> str:
+        return draw(st.sampled_from(["x", "é", "漢"])) * draw(_near(limit))
+
+    value = st.one_of(st.integers(-(2**63), 2**63 - 1), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+                      st.builds(lambda n: "v" * n, _near(MAX_VALUE_LEN)))
+    key = st.builds(lambda n: "k" * n, _near(MAX_KEY_LEN))
+    ts = st.sampled_from([0, 1, MAX_TS_NS - 1, MAX_TS_NS, MAX_TS_NS + 1])
+    span_id = draw(st.sampled_from(["00000000000000a1", "00000000000000b2"]))
+    n_tags = draw(st.sampled_from([0, 2, MAX_TAGS, MAX_TAGS + 1]))
+    tags = {f"t{i}": 1 for i in range(n_tags)} | draw(st.dictionaries(key, value, max_size=3))
+    logs = [SpanLog(ts=draw(ts), message=text(MAX_VALUE_LEN),
+                    fields={f"f{i}": "x" for i in range(draw(_near(MAX_LOG_FIELDS)))} | draw(
+                        st.dictionaries(key, value, max_size=2)))
+            for _ in range(draw(st.sampled_from([0, 1, MAX_LOGS, MAX_LOGS + 1])))]
+    parent = draw(st.sampled_from(["", "00000000000000a1"]))
+    return Span(trace_id="0" * 31 + "1", span_id=span_id, parent_span_id=parent,
+                operation_name=text(MAX_OPERATION_LEN), service_name=text(MAX_SERVICE_LEN), start_ts=draw(ts),
+                end_ts=draw(ts), kind=draw(st.sampled_from(["", "server", "client"])), tags=tags, logs=logs)
+
+
+@given(span=_decoded_spans())
+def test_fast_validation_of_decoded_spans_agrees_with_validate_span(span: Span) -> None:
+    from airisd.traceformats import decoded_span_ok, validate_span
+
+    try:
+        validate_span(span)
+        valid = True
+    except ValidationError:
+        valid = False
+    assert decoded_span_ok(span) == valid
