@@ -1,0 +1,130 @@
+"""Batches to column-oriented INSERTs, and ClickHouse errors to our TransientError/PermanentError.
+
+Rows are turned into columns here (one list per column, what clickhouse-connect encodes to the
+Native format fastest). ``date`` is left to the server's DEFAULT toDate(timestamp).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from airisd.errors import PermanentError, TransientError
+from airisd.model import LogRecord, Point, Signal, Span
+
+# ClickHouse error codes that retrying the same INSERT cannot fix: bad data, bad SQL, auth.
+PERMANENT_CODES = frozenset({
+    6, 26, 27, 32, 33, 36, 38, 41, 42, 43, 44, 46, 47, 53, 62, 69, 70, 72, 117, 252, 321, 403, 456, 457,
+    192, 193, 194, 195, 516, 497, 164,  # unknown user, wrong password, access denied, readonly
+})
+# The tables or database are gone (someone dropped them): migrate again, then retry.
+SCHEMA_GONE_CODES = frozenset({60, 81})
+
+METRIC_COLUMNS = ["name", "labels", "series", "timestamp", "value"]
+LOG_COLUMNS = ["timestamp", "level", "service", "message", "trace_id", "span_id", "labels", "stack_trace",
+               "user_id", "request_id", "attributes"]
+SPAN_COLUMNS = ["trace_id", "span_id", "parent_span_id", "operation_name", "service_name", "start_time", "end_time",
+                "duration_ns", "kind", "error", "tags", "logs"]
+TABLE_OF = {Signal.METRICS: "metrics", Signal.LOGS: "logs", Signal.TRACES: "spans"}
+
+
+def series_id(key: str) -> int:
+    """A stable 64-bit id for a series key (the same in every process and release)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+def series_key(name: str, labels: dict[str, str]) -> str:
+    """Canonical identity of a series: name plus labels sorted by key (as the SQLite store's)."""
+    if not labels:
+        return name
+    return name + "\x00" + orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class SeriesIds:
+    """(name, labels as sent) -> series id, cached: hashing the sorted key once per series."""
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self._ids: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        self.max_entries = max_entries
+
+    def get(self, name: str, labels: dict[str, str]) -> int:
+        fkey = (name, tuple(labels.items()))
+        sid = self._ids.get(fkey)
+        if sid is None:
+            sid = series_id(series_key(name, labels))
+            if len(self._ids) < self.max_entries:
+                self._ids[fkey] = sid
+        return sid
+
+
+def metric_columns(items: list[Point], ids: SeriesIds) -> list[list[Any]]:
+    """Columns for the metrics table. A repeated (series, ns) in one batch keeps the last value, so
+    the block holds one row per key, as FINAL would leave it."""
+    rows: dict[tuple[int, int], tuple[str, dict[str, str], float]] = {}
+    for p in items:
+        sid = ids.get(p.name, p.labels)
+        rows[(sid, p.ts)] = (p.name, p.labels, p.value)
+    cols: list[list[Any]] = [[], [], [], [], []]
+    names, labels, series, ts, values = cols
+    for (sid, t), (name, lab, value) in rows.items():
+        names.append(name)
+        labels.append(lab)
+        series.append(sid)
+        ts.append(t)
+        values.append(value)
+    return cols
+
+
+def _str_map(d: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in d.items()}
+
+
+def log_columns(items: list[LogRecord]) -> list[list[Any]]:
+    return [
+        [r.ts for r in items], [r.level for r in items], [r.service for r in items], [r.message for r in items],
+        [r.trace_id for r in items], [r.span_id for r in items], [r.labels for r in items],
+        [r.stack_trace for r in items], [r.user_id for r in items], [r.request_id for r in items],
+        [_str_map(r.attributes) for r in items],
+    ]
+
+
+def span_columns(items: list[Span]) -> list[list[Any]]:
+    return [
+        [s.trace_id for s in items], [s.span_id for s in items], [s.parent_span_id for s in items],
+        [s.operation_name for s in items], [s.service_name for s in items], [s.start_ts for s in items],
+        [s.end_ts for s in items], [s.end_ts - s.start_ts for s in items], [s.kind for s in items],
+        [s.error for s in items], [_str_map(s.tags) for s in items],
+        [orjson.dumps([{"ts": lg.ts, "message": lg.message, "fields": lg.fields} for lg in s.logs]).decode()
+         for s in items],
+    ]
+
+
+def columns_for(signal: Signal, items: list[Any], ids: SeriesIds) -> tuple[str, list[str], list[list[Any]]]:
+    """(table, column names, columns) for one batch."""
+    if signal is Signal.METRICS:
+        return "metrics", METRIC_COLUMNS, metric_columns(items, ids)
+    if signal is Signal.LOGS:
+        return "logs", LOG_COLUMNS, log_columns(items)
+    return "spans", SPAN_COLUMNS, span_columns(items)
+
+
+def classify(exc: BaseException, what: str) -> TransientError | PermanentError:
+    """Map a clickhouse-connect (or transport) error to ours: connection refused, timeouts, 5xx
+    and unknown server errors are transient; bad data, bad SQL and auth are permanent."""
+    message = f"clickhouse {what}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, OperationalError):  # connection refused/reset, timeouts, 429/503/504
+        return TransientError(message)
+    if isinstance(exc, DatabaseError) and exc.code in PERMANENT_CODES:
+        return PermanentError(message, details={"code": exc.code, "name": exc.name})
+    if isinstance(exc, (ClickHouseError, OSError)):
+        return TransientError(message, details={"code": getattr(exc, "code", None)})
+    if isinstance(exc, (TypeError, ValueError, OverflowError)):  # a value the encoder rejects
+        return PermanentError(message)
+    return TransientError(message)
+
+
+def schema_gone(exc: BaseException) -> bool:
+    return isinstance(exc, DatabaseError) and exc.code in SCHEMA_GONE_CODES
