@@ -9,13 +9,14 @@ Modules, in the order data flows:
     notification  what channel plugins receive; render: how they turn it into text
     delivery      HTTP error mapping and retry with jittered backoff
     store         AlertStore: alerts.db (rules, channels, silences, state, notification log, history)
+    redis_store   RedisAlertStore: the same in Redis, shared by replicas; AlertCluster: their dedup
     service       AlertService: one method per HTTP route, framework-free
     config        AlertingConfig: the [alerting] section
 
 Wiring (the role does this):
 
-    store = AlertStore(data_dir)
-    engine = AlertEngine(store, channel_types={"email": EmailChannel, ...},
+    store, cluster = open_store(config, data_dir)   # AlertStore, or RedisAlertStore + AlertCluster
+    engine = AlertEngine(store, cluster=cluster, channel_types={"email": EmailChannel, ...},
                          config=alerting_config(cfg.alerting), ctx=plugin_ctx,
                          metrics=metric_source, logs=log_source)
     service = AlertService(engine)
@@ -25,6 +26,7 @@ Wiring (the role does this):
 from airisd.alerting.config import AlertingConfig, RouteConfig, alerting_config
 from airisd.alerting.engine import AlertEngine, RoundResult, Transition
 from airisd.alerting.notification import AlertInfo, Notification, RuleInfo
+from airisd.alerting.redis_store import AlertCluster, AlertStoreProtocol, RedisAlertStore, open_store
 from airisd.alerting.rules import Channel, Rule, Silence, channel_from_json, rule_from_json, silence_from_json
 from airisd.alerting.service import AlertService
 from airisd.alerting.sources import GroupedMetricSource, LogSource, MetricSource
@@ -32,16 +34,19 @@ from airisd.alerting.store import AlertStore
 from airisd.alerting.templates import Template, compile_template
 
 __all__ = [
+    "AlertCluster",
     "AlertEngine",
     "AlertInfo",
     "AlertService",
     "AlertStore",
+    "AlertStoreProtocol",
     "AlertingConfig",
     "Channel",
     "GroupedMetricSource",
     "LogSource",
     "MetricSource",
     "Notification",
+    "RedisAlertStore",
     "RoundResult",
     "RouteConfig",
     "Rule",
@@ -52,6 +57,7 @@ __all__ = [
     "alerting_config",
     "channel_from_json",
     "compile_template",
+    "open_store",
     "rule_from_json",
     "silence_from_json",
 ]

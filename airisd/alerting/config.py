@@ -5,6 +5,8 @@ evaluation_interval_secs = 15
 repeat_interval_secs = 14400
 [alerting.channel_defaults.email]      # under every email channel's own config
 host = "${SMTP_HOST:-localhost}"
+store = "redis"                        # rules, state and history in Redis, shared by replicas
+redis_url = "${REDIS_URL:-redis://127.0.0.1:6379/0}"   # or redis_host/port/password/db
 [[alerting.routes]]                    # for alerts pushed to POST /api/v2/alerts
 match = { team = "db" }
 channels = ["email"]
@@ -56,6 +58,16 @@ class AlertingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     channel_defaults: dict[str, dict[str, Any]] = {}  # channel type -> config under each channel
     routes: list[RouteConfig] = []
     default_channels: list[str] = []  # for pushed alerts no route matches
+    store: str = "sqlite"  # sqlite: alerts.db in the data directory; redis: shared by replicas
+    redis_url: str = ""  # redis[s]://[:password@]host:port/db; empty: from the four below
+    redis_host: str = "127.0.0.1"  # the seed's REDIS_HOST, REDIS_PORT, REDIS_PASSWORD
+    redis_port: int = 6379
+    redis_password: str = ""
+    redis_db: int = 0
+    redis_key_prefix: str = "airisd:alerts:"  # replicas sharing alerts use the same prefix
+    redis_timeout_secs: float = 5.0
+    dedup_lease_secs: float = 300.0  # a notification's claim while it is being sent (a crash frees it then)
+    dedup_ttl_secs: float = 86400.0  # how long a sent notification's claim is remembered
 
     def validate(self, *, source: str = "<config>") -> None:
         def bad(key: str, problem: str) -> ConfigError:
@@ -69,12 +81,31 @@ class AlertingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             "retry_max_secs",
             "resolve_timeout_secs",
             "history_retention_days",
+            "redis_timeout_secs",
+            "dedup_lease_secs",
+            "dedup_ttl_secs",
         ):
             if not getattr(self, key) > 0:
                 raise bad(key, f"must be positive, got {getattr(self, key)!r}")
         for key in ("max_concurrent_queries", "max_concurrent_sends", "send_attempts"):
             if getattr(self, key) < 1:
                 raise bad(key, f"must be at least 1, got {getattr(self, key)!r}")
+        if self.store not in ("sqlite", "redis"):
+            raise bad("store", f"must be sqlite or redis, got {self.store!r}")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            shown = _no_password(self.redis_url)
+            raise bad("redis_url", f"must start with redis://, rediss:// or unix://, got {shown!r}")
+        if not 0 < self.redis_port < 65536:
+            raise bad("redis_port", f"must be a TCP port, got {self.redis_port!r}")
+        if self.store == "redis" and not self.redis_key_prefix:
+            raise bad("redis_key_prefix", "must not be empty")
+        sending = self.send_attempts * self.retry_max_secs
+        if self.store == "redis" and self.dedup_lease_secs < sending:
+            raise bad(
+                "dedup_lease_secs",
+                f"must cover a send's retries (send_attempts x retry_max_secs = {sending:g}), "
+                f"got {self.dedup_lease_secs!r}",
+            )
         for i, route in enumerate(self.routes):
             for label, pattern in route.match_re.items():
                 try:
@@ -84,6 +115,11 @@ class AlertingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             for label in [*route.match, *route.match_re, *route.group_by]:
                 if not _LABEL.fullmatch(label):
                     raise bad(f"routes[{i}]", f"{label!r} is not a label name")
+
+
+def _no_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}" if sep and "@" in rest else url
 
 
 def alerting_config(section: dict[str, Any] | None, *, source: str = "<config>") -> AlertingConfig:

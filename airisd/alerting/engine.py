@@ -18,6 +18,11 @@ One round (``evaluate_once``), every ``evaluation_interval_secs``:
 4. Results go to the notification log and history (one transaction): a restart resumes from the
    log and never re-sends what was delivered. A crash between a send and that commit re-sends it
    once (at least once, never lost).
+
+Replicas (``cluster``, with the Redis store): several engines share one store. Each round's state
+section (steps 2-3) runs under the cluster's lock, starting from the store's state, so the
+replicas run one state machine; each notification is claimed by a dedup key before it is sent,
+and a replica that finds it claimed skips it (see airisd.alerting.redis_store.AlertCluster).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import TaskStatus
@@ -39,9 +45,12 @@ from airisd.alerting.notification import AlertInfo, Notification, RuleInfo, Stat
 from airisd.alerting.rules import Channel, LogCondition, MetricCondition, Rule, Silence, channel_config
 from airisd.alerting.sources import GroupedMetricSource, LogSource, MetricSource
 from airisd.alerting.state import AlertState, HistoryEntry, NlogEntry
-from airisd.alerting.store import AlertStore
+from airisd.errors import TransientError
 from airisd.plugin import AlertChannel, Clock, PluginContext
 from airisd.timeparse import NS_PER_S, format_ts, parse_duration
+
+if TYPE_CHECKING:
+    from airisd.alerting.redis_store import AlertCluster, AlertStoreProtocol
 
 log = logging.getLogger("airisd.alerting")
 
@@ -92,12 +101,13 @@ class _Planned:
     firing: list[str]
     rule_id: str
     rule_name: str
+    seq: int = 0  # when the channel was last told about this group (0: never): tells repeats apart
 
 
 class AlertEngine:
     def __init__(
         self,
-        store: AlertStore,
+        store: AlertStoreProtocol,
         *,
         channel_types: Mapping[str, type[AlertChannel]],
         config: AlertingConfig,
@@ -105,8 +115,10 @@ class AlertEngine:
         metrics: MetricSource | None = None,
         logs: LogSource | None = None,
         rng: random.Random | None = None,
+        cluster: AlertCluster | None = None,
     ) -> None:
         self.store = store
+        self.cluster = cluster  # set when replicas share the store
         self.channel_types = channel_types
         self.config = config
         self.ctx = ctx
@@ -131,6 +143,26 @@ class AlertEngine:
                 "alert_notifications_total", "Notifications by channel and result", ("channel", "result")
             )
             self._m_errors = reg.counter("alert_rule_errors_total", "Rule evaluations that failed")
+
+    @asynccontextmanager
+    async def _shared(self) -> AsyncIterator[None]:
+        """With replicas: hold the cluster's state lock and start from the store's state (what
+        another replica changed since). Without: nothing (this process owns the state)."""
+        if self.cluster is None:
+            yield
+            return
+        while not self.cluster.try_lock():  # noqa: ASYNC110 (a lock in Redis: nothing to wait on locally)
+            await anyio.sleep(0.02)  # a peer's state section takes milliseconds
+        try:
+            old = self.states
+            self.states = {s.key: s for s in self.store.load_states()}
+            for key, st in self.states.items():
+                if key in old:
+                    st.silenced_by = old[key].silenced_by  # computed per round, not saved each time
+            self.nlog = {(e.group_key, e.channel): e for e in self.store.load_nlog()}
+            yield
+        finally:
+            self.cluster.unlock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -209,7 +241,7 @@ class AlertEngine:
                 for rule in rules:
                     tg.start_soon(observe, rule)
 
-            async with self._lock:
+            async with self._lock, self._shared():
                 changed: set[tuple[str, str]] = set()
                 deleted: set[tuple[str, str]] = set()
                 history: list[HistoryEntry] = []
@@ -396,6 +428,7 @@ class AlertEngine:
                             firing=sorted(firing_fps),
                             rule_id=rule.id if rule else "",
                             rule_name=rule.name if rule else "",
+                            seq=last.ts_ns if last else 0,
                         )
                     )
                 elif gone and last is not None:
@@ -460,16 +493,40 @@ class AlertEngine:
 
     async def _dispatch(self, planned: list[_Planned], now: int, result: RoundResult) -> None:
         outcomes: list[tuple[_Planned, SendResult]] = []
+        by_peer: list[_Planned] = []  # replicas: delivered by another replica
         limiter = anyio.CapacityLimiter(self.config.max_concurrent_sends)
 
         async def one(p: _Planned) -> None:
             async with limiter:
-                outcomes.append((p, await self._deliver(p)))
+                if self.cluster is None or p.channel is None:
+                    outcomes.append((p, await self._deliver(p)))
+                    return
+                key = _claim_key(p)
+                try:
+                    claim = self.cluster.claim(key)
+                except TransientError as exc:
+                    log.warning("alert notification to %s: not sent, no dedup claim: %s", p.channel_name, exc)
+                    return  # planned again next round
+                if claim == "sent":
+                    by_peer.append(p)
+                if claim != "won":
+                    return  # "busy": a peer is sending it; the next round sees how that went
+                res = await self._deliver(p)
+                try:
+                    self.cluster.settle(key, sent=res.ok or res.permanent)
+                except TransientError as exc:  # the claim expires on its own
+                    log.warning("alert notification to %s: dedup claim not settled: %s", p.channel_name, exc)
+                outcomes.append((p, res))
 
         async with anyio.create_task_group() as tg:
             for p in planned:
                 tg.start_soon(one, p)
-        async with self._lock:
+        async with self._lock, self._shared():
+            for p in by_peer:
+                e = NlogEntry(group_key=p.notification.group_key, channel=p.channel_name, firing=p.firing, ts_ns=now)
+                self.nlog[(e.group_key, e.channel)] = self._nlog_dirty[(e.group_key, e.channel)] = e
+                if self._m_sent:
+                    self._m_sent.inc(1, p.channel_name, "peer")
             history: list[HistoryEntry] = []
             for p, res in outcomes:
                 n = p.notification
@@ -599,7 +656,7 @@ class AlertEngine:
         )
         if not self._started:
             await self.start()
-        async with self._lock:
+        async with self._lock, self._shared():
             changed: dict[tuple[str, str], AlertState] = {}
             history: list[HistoryEntry] = []
             for alert in parsed:
@@ -677,6 +734,17 @@ def _state_entry(st: AlertState, kind: Literal["firing", "resolved"], now: int) 
         labels=st.labels,
         value=st.value,
     )
+
+
+def _claim_key(p: _Planned) -> str:
+    """The same for every replica planning the same notification (the state and log are shared),
+    different for a repeat (``seq``) or an alert that fired again (its new start)."""
+    n = p.notification
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{n.group_key}|{p.channel_name}|{n.status}|{p.seq}|".encode())
+    for a in sorted(n.alerts, key=lambda a: a.fingerprint):
+        h.update(f"{a.fingerprint}:{a.status}:{a.starts_ns}:{a.ends_ns},".encode())
+    return h.hexdigest()
 
 
 def _dedup_key(n: Notification) -> str:

@@ -19,9 +19,9 @@ from starlette.responses import Response
 from airisd.alerting.config import alerting_config
 from airisd.alerting.engine import AlertEngine
 from airisd.alerting.inprocess import HttpLogSource, HttpMetricSource, StoreLogSource, StoreMetricSource
+from airisd.alerting.redis_store import open_store
 from airisd.alerting.service import AlertService
 from airisd.alerting.sources import LogSource, MetricSource
-from airisd.alerting.store import AlertStore
 from airisd.errors import ValidationError
 from airisd.http.envelope import ok
 from airisd.http.request import Params, read_json
@@ -274,8 +274,10 @@ class AlertRole:
                 logs = HttpLogSource("", api_key=cfg.api_key, timeout_secs=cfg.query_timeout_secs,
                                      resolve=self._resolvers[-1])
                 self._http.append(logs)
+        store, cluster = open_store(cfg, data_dir)
         self.engine = AlertEngine(
-            AlertStore(data_dir),
+            store,
+            cluster=cluster,
             channel_types={k: v for k, v in channel_types.items() if issubclass(v, AlertChannel)},
             config=cfg,
             ctx=ctx,
