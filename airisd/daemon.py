@@ -25,6 +25,7 @@ from anyio.abc import TaskStatus
 
 from airisd.auth.http import AuthApi
 from airisd.backup import hold_data_dir
+from airisd.buffer.disk import BufferLocked
 from airisd.config import PLUGIN_SECTIONS, Config, parse_address
 from airisd.consul import ConsulRegistrar, parse_consul_config
 from airisd.errors import ConfigError
@@ -287,8 +288,11 @@ class Daemon:
                                            "state": r.state, "last_error": r.last_error}
             for r in self.runners
         }
+        outputs = {f"{r.name}/{r.signal.value}": r.health() for r in self.runners}
+        if any(o["corrupt_segments"] for o in outputs.values()):
+            healthy = False  # data was lost to a corrupt buffer segment: an operator must look
         return {"status": "ok" if healthy else "degraded", "roles": self.roles, "plugins": plugins,
-                "queues": queues, "stores": stores,
+                "queues": queues, "outputs": outputs, "stores": stores,
                 "broken_plugins": [{"entry_point": b.entry_point, "package": b.package, "error": b.error}
                                    for b in self.registry.broken]}
 
@@ -339,6 +343,7 @@ class Daemon:
             await anyio.to_thread.run_sync(self.auth_api.open)  # auth.db, first admin (password shown once)
             async with anyio.create_task_group() as tg:
                 await self._start_plugins(tg)
+                await self._open_buffers()  # disk buffers recover before anything is accepted
                 for runner in self.runners:
                     tg.start_soon(runner.run)
                 if self.tracer is not None:
@@ -378,6 +383,14 @@ class Daemon:
                 raise ConfigError(f"{inst.section}.{inst.name} failed to start: {type(exc).__name__}: {exc}") from exc
             inst.state = "running"
             await tg.start(self._run_plugin, inst)
+
+    async def _open_buffers(self) -> None:
+        for runner in self.runners:
+            try:
+                await runner.open()
+            except (BufferLocked, OSError) as exc:
+                raise ConfigError(f"outputs.{runner.output.name} ({runner.name}/{runner.signal.value}): "
+                                  f"cannot open its buffer: {exc}") from exc
 
     async def _run_plugin(self, inst: PluginInstance, *, task_status: TaskStatus[None]) -> None:
         try:

@@ -3,12 +3,15 @@
 ``Pipeline.submit(batch)`` is what inputs call. It runs the processors for the batch's signal,
 then hands the batch to every output that takes that signal, and returns once each has *accepted*
 it: a durable output (a store) accepts when the data is committed; a forwarding output accepts when
-the batch is in its buffer. If any output's queue is full, nothing is enqueued anywhere and
-``Backpressure`` is raised, which the HTTP layer turns into 503 + Retry-After: no silent drops.
+the batch is in its buffer (memory: queued; disk: fsynced, see airisd/buffer/). If an output's
+buffer is full and its ``buffer.when_full`` is ``block`` (the default), nothing is enqueued anywhere
+and ``Backpressure`` is raised, which the HTTP layer turns into 503 + Retry-After: no silent drops.
+With ``drop_newest`` that output drops the batch and counts it in ``output_dropped_total``.
 
-Each output runs in an ``OutputRunner`` (one per output and signal): a bounded queue, a loop that
-takes batches by size or time, and retries transient failures with jittered exponential backoff.
-Permanent failures are counted and logged once per batch, never retried.
+Each output runs in an ``OutputRunner`` (one per output and signal): its buffer, and a loop that
+takes batches in order by size or time, retries transient failures with jittered exponential
+backoff, and commits them out of the buffer once written. Permanent failures are counted and
+logged once per batch, never retried.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import msgspec
 
+from airisd.buffer.base import Ack, Buffer, Offer, Waiter
 from airisd.buffer.config import BufferConfig
+from airisd.buffer.disk import DiskBuffer
+from airisd.buffer.memory import MemoryBuffer
 from airisd.errors import Backpressure, PermanentError
 from airisd.model import Batch, Signal
 from airisd.plugin import Output, PluginConfig, Processor
@@ -30,25 +36,8 @@ from airisd.selfmetrics import Registry
 
 log = logging.getLogger("airisd.pipeline")
 
-
-class Ack:
-    """Resolved once an output has accepted (or finally failed) a batch."""
-
-    __slots__ = ("_event", "error")
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-        self.error: BaseException | None = None
-
-    def set(self, error: BaseException | None = None) -> None:
-        if not self._event.is_set():
-            self.error = error
-            self._event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-        if self.error is not None:
-            raise self.error
+__all__ = ["Ack", "OutputConfig", "OutputRunner", "Pipeline", "RunnerSettings", "runner_settings"]
+DROP_LOG_INTERVAL_SECS = 10.0
 
 
 @dataclass
@@ -95,87 +84,135 @@ class OutputConfig(PluginConfig):
 
 
 class OutputRunner:
-    def __init__(self, output: Output, signal: Signal, name: str, metrics: Registry) -> None:
+    """One output for one signal: its buffer, and the loop that delivers from it in order."""
+
+    def __init__(self, output: Output, signal: Signal, name: str, metrics: Registry,
+                 *, buffer: Buffer | None = None) -> None:
         self.output = output
         self.signal = signal
         self.name = name
         self.settings = runner_settings(output.config)
         self.durable = output.durable
-        self._queue: deque[tuple[Batch, Ack | None]] = deque()
-        self._queued_items = 0
+        self.buffer_config: BufferConfig = getattr(output.config, "buffer", None) or BufferConfig()
+        self.buffer: Buffer = buffer or self._make_buffer()
+        self.buffer.on_data = self._wake
+        self._opened = False
         self._wakeup = anyio.Event()
         self._closing = False
         self._idle = anyio.Event()
         self._idle.set()
         self.last_error = ""
         self.state = "created"
+        self._drops_unlogged = 0
+        self._drop_logged_at = -DROP_LOG_INTERVAL_SECS
         labels = (name, signal.value)
-        self.m_sent = metrics.counter("output_sent_total", "Records written by an output", ("output", "signal"))
-        self.m_failed = metrics.counter("output_failed_total", "Records an output dropped after a permanent error",
-                                        ("output", "signal"))
-        self.m_retries = metrics.counter("output_retries_total", "Write attempts retried", ("output", "signal"))
-        self.m_latency = metrics.histogram("output_write_seconds", "Time of one write of a batch", ("output", "signal"))
-        metrics.gauge("output_queue_items", "Records waiting in an output's queue", ("output", "signal")).set_function(
-            lambda: self._queued_items, *labels)
+        ls = ("output", "signal")
+        self.m_sent = metrics.counter("output_sent_total", "Records written by an output", ls)
+        self.m_failed = metrics.counter("output_failed_total", "Records an output dropped after a permanent error", ls)
+        self.m_retries = metrics.counter("output_retries_total", "Write attempts retried", ls)
+        self.m_dropped = metrics.counter("output_dropped_total", "Records an output's buffer refused and dropped "
+                                         "(when_full = drop_newest) or could not read back", (*ls, "reason"))
+        self.m_corrupt = metrics.counter("output_buffer_corrupt_segments_total",
+                                         "Disk buffer segments moved aside as corrupt", ls)
+        self.m_latency = metrics.histogram("output_write_seconds", "Time of one write of a batch", ls)
+        metrics.gauge("output_queue_items", "Records waiting in an output's buffer, not yet taken for a write",
+                      ls).set_function(lambda: self.buffer.unread_items, *labels)
+        metrics.gauge("output_buffered_events", "Records in an output's buffer, including the write in flight",
+                      ls).set_function(lambda: self.buffer.events, *labels)
+        metrics.gauge("output_buffered_bytes", "Bytes in an output's buffer (disk: on disk, not yet delivered)",
+                      ls).set_function(lambda: self.buffer.bytes, *labels)
+        metrics.gauge("output_buffer_oldest_age_seconds", "Age of the oldest record in an output's buffer",
+                      ls).set_function(self.buffer.oldest_age_secs, *labels)
+        if isinstance(self.buffer, DiskBuffer):
+            self.buffer.on_corrupt = lambda n: self.m_corrupt.inc(n, *labels)
         self._labels = labels
+
+    def _make_buffer(self) -> Buffer:
+        bc = self.buffer_config
+        if bc.type == "disk":
+            directory = bc.path_for(self.output.ctx.data_dir, self.name, self.signal.value)
+            return DiskBuffer(directory, max_bytes=bc.limit_bytes, max_segment_bytes=bc.max_segment_bytes,
+                              name=f"{self.name}/{self.signal.value}")
+        return MemoryBuffer(max_items=self.settings.max_queue_items, max_bytes=bc.limit_bytes, durable=self.durable)
 
     # -- admission (request path) -------------------------------------------------------------
     @property
     def queued_items(self) -> int:
-        return self._queued_items
+        return self.buffer.unread_items
 
-    def has_room(self, n: int) -> bool:
-        return self._queued_items + n <= self.settings.max_queue_items or self._queued_items == 0
+    @property
+    def when_full(self) -> str:
+        return self.buffer_config.when_full
 
-    def enqueue(self, batch: Batch) -> Ack | None:
-        """Queue a batch; return an Ack to wait on for durable outputs, None otherwise."""
-        ack = Ack() if self.durable else None
-        self._queue.append((batch, ack))
-        self._queued_items += len(batch)
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+    def has_room(self, offer: Offer | int) -> bool:
+        if isinstance(offer, int):  # the old call: a count of records
+            offer = Offer(Batch(self.signal, [None] * offer))
+        return self.buffer.has_room(offer)
+
+    def enqueue(self, batch: Batch | Offer) -> Waiter | None:
+        """Put a batch in the buffer; return what to wait on before acknowledging, or None."""
+        return self.buffer.put(batch if isinstance(batch, Offer) else Offer(batch))
+
+    def drop(self, offer: Offer, reason: str) -> None:
+        """when_full = drop_newest: count the batch, and log at most every DROP_LOG_INTERVAL_SECS."""
+        self.m_dropped.inc(len(offer.batch), *self._labels, reason)
+        self._drops_unlogged += len(offer.batch)
+        now = time.monotonic()
+        if now - self._drop_logged_at >= DROP_LOG_INTERVAL_SECS:
+            log.warning("output buffer full; dropping newest records (when_full = drop_newest)",
+                        extra={"kv": {"output": self.name, "signal": self.signal.value,
+                                      "records": self._drops_unlogged, "reason": reason}})
+            self._drops_unlogged = 0
+            self._drop_logged_at = now
+
+    def _wake(self) -> None:
+        if self._idle.is_set():
+            self._idle = anyio.Event()
         self._wakeup.set()
-        return ack
 
     # -- the loop -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open the buffer (a disk buffer recovers here). The daemon calls it before it listens."""
+        if not self._opened:
+            await self.buffer.open()
+            self._opened = True
+
     async def run(self) -> None:
+        await self.open()
         self.state = "running"
-        while True:
-            if not self._queue:
-                self._idle.set()
-                if self._closing:
+        try:
+            while True:
+                if not self.buffer.unread_items:
+                    self._idle.set()
+                    if self._closing:
+                        break
+                    await self._wakeup.wait()
+                    self._wakeup = anyio.Event()
+                    continue
+                if not self.durable and not self._closing and self.buffer.unread_items < self.settings.batch_size:
+                    # Forwarders wait for a full batch or the flush interval, whichever is first.
+                    with anyio.move_on_after(self.settings.flush_interval_secs):
+                        while self.buffer.unread_items < self.settings.batch_size and not self._closing:
+                            await self._wakeup.wait()
+                            self._wakeup = anyio.Event()
+                if not await self._write_next():
                     break
-                await self._wakeup.wait()
-                self._wakeup = anyio.Event()
-                continue
-            if not self.durable and not self._closing and self._queued_items < self.settings.batch_size:
-                # Forwarders wait for a full batch or the flush interval, whichever is first.
-                with anyio.move_on_after(self.settings.flush_interval_secs):
-                    while self._queued_items < self.settings.batch_size and not self._closing:
-                        await self._wakeup.wait()
-                        self._wakeup = anyio.Event()
-            await self._write_next()
-        self.state = "stopped"
+        finally:
+            self._idle.set()
+            with anyio.CancelScope(shield=True):
+                await self.buffer.close()
+            self._opened = False
+            self.state = "stopped"
 
-    def _take(self) -> tuple[list[Batch], list[Ack]]:
-        """Take queued batches up to batch_size records (durable stores: everything queued, so
-        concurrent requests share one commit)."""
+    async def _write_next(self) -> bool:
+        """Deliver the next batch; False when stopping with the output failing and the data safe
+        on disk (it is delivered after the restart instead of holding up the shutdown)."""
         limit = self.settings.max_queue_items if self.durable else self.settings.batch_size
-        batches: list[Batch] = []
-        acks: list[Ack] = []
-        taken = 0
-        while self._queue and (taken == 0 or taken + len(self._queue[0][0]) <= limit):
-            batch, ack = self._queue.popleft()
-            batches.append(batch)
-            if ack is not None:
-                acks.append(ack)
-            taken += len(batch)
-        self._queued_items -= taken
-        return batches, acks
-
-    async def _write_next(self) -> None:
-        batches, acks = self._take()
-        if not batches:
-            return
+        taken = await self.buffer.take(limit)
+        if not taken.batches:  # nothing readable (a disk record the disk lost): move past it
+            await self.buffer.commit(taken)
+            return True
+        batches = taken.batches
         merged = batches[0] if len(batches) == 1 else Batch(self.signal, [i for b in batches for i in b.items])
         delay = self.settings.retry_initial_secs
         while True:
@@ -187,12 +224,16 @@ class OutputRunner:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("output dropped a batch after a permanent error",
                           extra={"kv": {"output": self.name, "records": len(merged), "error": self.last_error}})
-                for ack in acks:
-                    ack.set(exc)
-                return
+                await self.buffer.commit(taken, exc)
+                return True
             except Exception as exc:
                 self.m_retries.inc(1, *self._labels)
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                if self._closing and self.buffer.type == "disk":
+                    log.warning("output failing while stopping; records stay in the disk buffer",
+                                extra={"kv": {"output": self.name, "buffered": self.buffer.events,
+                                              "error": self.last_error}})
+                    return False
                 log.warning("output write failed; retrying",
                             extra={"kv": {"output": self.name, "records": len(merged), "error": self.last_error,
                                           "retry_in_secs": round(delay, 3)}})
@@ -201,17 +242,33 @@ class OutputRunner:
                 continue
             self.m_latency.observe(time.perf_counter() - started, *self._labels)
             self.m_sent.inc(len(merged), *self._labels)
-            for ack in acks:
-                ack.set()
-            return
+            await self.buffer.commit(taken)
+            return True
 
     async def close(self) -> None:
-        """Stop taking new work; the loop drains the queue and exits."""
+        """Stop taking new work; the loop drains the buffer and exits (a disk buffer stops draining
+        at the first failed write: its records wait on disk for the next start)."""
         self._closing = True
         self._wakeup.set()
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
+
+    def health(self) -> dict[str, Any]:
+        """The /health/detailed entry of this output and signal."""
+        labels = self._labels
+        return {
+            "output": self.name, "plugin": self.output.name, "signal": self.signal.value, "state": self.state,
+            "buffer": {**self.buffer.health(), "when_full": self.when_full,
+                       "max_size_bytes": self.buffer_config.limit_bytes},
+            "sent": self.m_sent.get(*labels), "failed": self.m_failed.get(*labels),
+            "retried": self.m_retries.get(*labels),
+            "dropped": sum(v for k, v in self.m_dropped._values.items() if k[:2] == labels),
+            "buffered_events": self.buffer.events, "buffered_bytes": self.buffer.bytes,
+            "oldest_age_seconds": round(self.buffer.oldest_age_secs(), 3),
+            "corrupt_segments": self.m_corrupt.get(*labels),
+            "last_error": self.last_error or getattr(self.buffer, "last_error", ""),
+        }
 
 
 @dataclass
@@ -244,16 +301,23 @@ class Pipeline:
         if not runners:
             raise Backpressure(f"no output is configured for {batch.signal.value}",
                                retry_after_secs=self.retry_after_secs)
-        full = [r.name for r in runners if not r.has_room(len(batch))]
-        if full:
+        offer = Offer(batch)
+        full = [r for r in runners if not r.has_room(offer)]
+        blocked = [r.name for r in full if r.when_full == "block"]
+        if blocked:
             raise Backpressure(
-                f"output queue full ({', '.join(full)}); retry later",
+                f"output buffer full ({', '.join(blocked)}); retry later",
                 retry_after_secs=self.retry_after_secs,
-                details={"outputs": full},
+                details={"outputs": blocked},
             )
-        acks = [ack for r in runners if (ack := r.enqueue(batch)) is not None]
-        for ack in acks:
-            await ack.wait()
+        waiters = []
+        for r in runners:
+            if r in full:
+                r.drop(offer, "buffer_full")
+            elif (waiter := r.enqueue(offer)) is not None:
+                waiters.append(waiter)
+        for waiter in waiters:
+            await waiter.wait()
 
     def queue_depths(self) -> dict[str, int]:
         return {f"{r.name}/{r.signal.value}": r.queued_items for rs in self.runners.values() for r in rs}
