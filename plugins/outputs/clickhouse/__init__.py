@@ -35,6 +35,7 @@ class ClickHouseOutput(Output):
         self._lock = anyio.Lock()
         self._ids = SeriesIds()
         self._migrated = False
+        self._rerun = False  # a table vanished: run every migration again
         self.applied: list[int] = []  # migration versions applied by this start
         self._metrics = ClickHouseMetricStore(self._reader, config.database)
 
@@ -45,10 +46,12 @@ class ClickHouseOutput(Output):
 
     def _migrate(self) -> None:
         try:
-            self.applied = migrate(self._writer(), self.config.database, self.config.retention_days)
+            self.applied = migrate(self._writer(), self.config.database, self.config.retention_days,
+                                   rerun=self._rerun)
         except ClickHouseError as exc:
             raise classify(exc, "migrate") from exc
         self._migrated = True
+        self._rerun = False
         if self.applied:
             self.ctx.log.info("clickhouse schema migrated", extra={"kv": {"database": self.config.database,
                                                                           "versions": self.applied}})
@@ -63,13 +66,13 @@ class ClickHouseOutput(Output):
         """One INSERT per batch (worker thread; one at a time under the output's lock)."""
         if not self._migrated:
             self._migrate()
-        table, names, columns = columns_for(batch.signal, batch.items, self._ids)
-        try:
-            self._writer().insert(table, columns, column_names=names, database=self.config.database,
-                                  column_oriented=True)
+        table, names, types, columns = columns_for(batch.signal, batch.items, self._ids)
+        try:  # the column types given: no DESCRIBE TABLE round trip before each insert
+            self._writer().insert(table, columns, column_names=names, column_type_names=types,
+                                  database=self.config.database, column_oriented=True)
         except Exception as exc:
             if schema_gone(exc):  # dropped under us: create it again before the retry
-                self._migrated = False
+                self._migrated, self._rerun = False, True
                 raise TransientError(f"clickhouse insert into {table}: the table is gone; migrating again") from exc
             raise classify(exc, f"insert into {table} ({len(batch)} rows)") from exc
 

@@ -101,9 +101,12 @@ def ttl_clause(retention_days: int) -> str:
 
 
 def migrate(client: Any, database: str, retention_days: int,
-            migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+            migrations: Sequence[Migration] = MIGRATIONS, *, rerun: bool = False) -> list[int]:
     """Create the database and apply the migrations not yet recorded; then make each table's TTL
-    match ``retention_days``. Returns the versions applied now (empty on a restart)."""
+    match ``retention_days``. Returns the versions applied now (empty on a restart).
+
+    ``rerun``: run every migration's statements again (they are idempotent), for a table dropped
+    under a running daemon; versions already recorded are not recorded twice."""
     db = f"`{database}`"
     client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
     client.command(f"CREATE TABLE IF NOT EXISTS {db}.schema_version (version UInt32, description String, "
@@ -111,10 +114,12 @@ def migrate(client: Any, database: str, retention_days: int,
     done = {int(r[0]) for r in client.query(f"SELECT version FROM {db}.schema_version").result_rows}
     applied = []
     for m in sorted(migrations, key=lambda m: m.version):
-        if m.version in done:
+        if m.version in done and not rerun:
             continue
         for stmt in m.statements:
             client.command(stmt.format(db=db, ttl=ttl_clause(retention_days)))
+        if m.version in done:
+            continue
         client.insert("schema_version", [[m.version, m.description]], column_names=["version", "description"],
                       database=database)
         applied.append(m.version)

@@ -23,11 +23,16 @@ PERMANENT_CODES = frozenset({
 # The tables or database are gone (someone dropped them): migrate again, then retry.
 SCHEMA_GONE_CODES = frozenset({60, 81})
 
-METRIC_COLUMNS = ["name", "labels", "series", "timestamp", "value"]
-LOG_COLUMNS = ["timestamp", "level", "service", "message", "trace_id", "span_id", "labels", "stack_trace",
-               "user_id", "request_id", "attributes"]
-SPAN_COLUMNS = ["trace_id", "span_id", "parent_span_id", "operation_name", "service_name", "start_time", "end_time",
-                "duration_ns", "kind", "error", "tags", "logs"]
+# (column, type) as in schema.py: handing the types to insert() spares a DESCRIBE per batch.
+TS_TYPE = "DateTime64(9, 'UTC')"
+STR, LSTR, MAP = "String", "LowCardinality(String)", "Map(String, String)"
+METRIC_COLUMNS = [("name", LSTR), ("labels", MAP), ("series", "UInt64"), ("timestamp", TS_TYPE), ("value", "Float64")]
+LOG_COLUMNS = [("timestamp", TS_TYPE), ("level", LSTR), ("service", LSTR), ("message", STR), ("trace_id", STR),
+               ("span_id", STR), ("labels", MAP), ("stack_trace", STR), ("user_id", STR), ("request_id", STR),
+               ("attributes", MAP)]
+SPAN_COLUMNS = [("trace_id", STR), ("span_id", STR), ("parent_span_id", STR), ("operation_name", LSTR),
+                ("service_name", LSTR), ("start_time", TS_TYPE), ("end_time", TS_TYPE), ("duration_ns", "Int64"),
+                ("kind", LSTR), ("error", "Bool"), ("tags", MAP), ("logs", STR)]
 TABLE_OF = {Signal.METRICS: "metrics", Signal.LOGS: "logs", Signal.TRACES: "spans"}
 
 
@@ -102,13 +107,16 @@ def span_columns(items: list[Span]) -> list[list[Any]]:
     ]
 
 
-def columns_for(signal: Signal, items: list[Any], ids: SeriesIds) -> tuple[str, list[str], list[list[Any]]]:
-    """(table, column names, columns) for one batch."""
+def columns_for(signal: Signal, items: list[Any], ids: SeriesIds
+                ) -> tuple[str, list[str], list[str], list[list[Any]]]:
+    """(table, column names, column types, columns) for one batch."""
     if signal is Signal.METRICS:
-        return "metrics", METRIC_COLUMNS, metric_columns(items, ids)
-    if signal is Signal.LOGS:
-        return "logs", LOG_COLUMNS, log_columns(items)
-    return "spans", SPAN_COLUMNS, span_columns(items)
+        spec, cols = METRIC_COLUMNS, metric_columns(items, ids)
+    elif signal is Signal.LOGS:
+        spec, cols = LOG_COLUMNS, log_columns(items)
+    else:
+        spec, cols = SPAN_COLUMNS, span_columns(items)
+    return TABLE_OF[signal], [n for n, _ in spec], [t for _, t in spec], cols
 
 
 def classify(exc: BaseException, what: str) -> TransientError | PermanentError:
