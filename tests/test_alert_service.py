@@ -17,7 +17,6 @@ from airisd.alerting.config import alerting_config
 from airisd.alerting.rules import MASK
 from airisd.alerting.service import merge_patch
 from airisd.alerting.state import HistoryEntry
-from airisd.alerting.store import AlertStore
 from airisd.errors import ConfigError, NotFound, ValidationError
 from tests.conftest import FakeClock
 from tests.test_alert_engine import Rig, make_rig
@@ -172,7 +171,7 @@ async def test_history_pages_newest_first(rig: Rig) -> None:
     await rig.service.create_channel(
         {"name": "ops", "type": "webhook", "config": {"url": "http://127.0.0.1:9/x"}}
     )
-    store: AlertStore = rig.engine.store
+    store = rig.engine.store
     store.save_round(
         history=[HistoryEntry(ts_ns=i, kind="firing", group_key="g", rule_id=f"r{i % 2}") for i in range(25)]
     )

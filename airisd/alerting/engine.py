@@ -160,6 +160,11 @@ class AlertEngine:
                 if key in old:
                     st.silenced_by = old[key].silenced_by  # computed per round, not saved each time
             self.nlog = {(e.group_key, e.channel): e for e in self.store.load_nlog()}
+            for key, entry in self._nlog_dirty.items():  # ours, not saved yet
+                if entry is None:
+                    self.nlog.pop(key, None)
+                else:
+                    self.nlog[key] = entry
             yield
         finally:
             self.cluster.unlock()
@@ -507,10 +512,13 @@ class AlertEngine:
                 except TransientError as exc:
                     log.warning("alert notification to %s: not sent, no dedup claim: %s", p.channel_name, exc)
                     return  # planned again next round
-                if claim == "sent":
-                    by_peer.append(p)
                 if claim != "won":
-                    return  # "busy": a peer is sending it; the next round sees how that went
+                    if claim == "sent":
+                        by_peer.append(p)
+                    # "busy": a peer is sending it; the next round sees how that went
+                    if self._m_sent:
+                        self._m_sent.inc(1, p.channel_name, "peer")
+                    return
                 res = await self._deliver(p)
                 try:
                     self.cluster.settle(key, sent=res.ok or res.permanent)
@@ -525,8 +533,6 @@ class AlertEngine:
             for p in by_peer:
                 e = NlogEntry(group_key=p.notification.group_key, channel=p.channel_name, firing=p.firing, ts_ns=now)
                 self.nlog[(e.group_key, e.channel)] = self._nlog_dirty[(e.group_key, e.channel)] = e
-                if self._m_sent:
-                    self._m_sent.inc(1, p.channel_name, "peer")
             history: list[HistoryEntry] = []
             for p, res in outcomes:
                 n = p.notification

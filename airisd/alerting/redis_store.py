@@ -11,6 +11,8 @@ Keys, all under ``key_prefix`` (default ``airisd:alerts:``):
     <kind>:order                          zset id -> insertion sequence (SQLite's rowid order)
     channels:names                        hash name -> id (unique names, checked in the transaction)
     state | nlog                          hash "<group>\\x1f<fingerprint|channel>" -> body
+    state:order                           zset state field -> sequence of its first save (the
+                                          engine's in-memory dict order, which notifications follow)
     history                               hash id -> body; ids from INCR history:seq
     history:ids | history:rule:<rule id>  zset id -> id (newest-first pages, by rule)
     history:ts                            zset id -> ts_ns (retention: prune drops ts_ns < cutoff)
@@ -320,8 +322,12 @@ class RedisAlertStore:
 
     # -- engine state ------------------------------------------------------------------------
     def load_states(self) -> list[AlertState]:
+        def read() -> list[Any]:
+            fields = self.r.zrange(self.k("state", "order"), 0, -1)
+            return list(self.r.hmget(self.k("state"), fields)) if fields else []
+
         dec = msgspec.json.Decoder(AlertState)
-        return [dec.decode(b) for b in self.call(lambda: self.r.hvals(self.k("state")))]
+        return [dec.decode(b) for b in self.call(read) if b is not None]
 
     def load_nlog(self) -> list[NlogEntry]:
         dec = msgspec.json.Decoder(NlogEntry)
@@ -343,11 +349,17 @@ class RedisAlertStore:
         first = 0
         if hist:
             first = self.call(lambda: self.r.incrby(self.k("history", "seq"), len(hist))) - len(hist) + 1
-        pipe = self.r.pipeline(transaction=True)
+        order = 0
         if ups:
-            pipe.hset(self.k("state"), mapping={_field(s.group_key, s.fingerprint): _enc.encode(s) for s in ups})
+            order = self.call(lambda: self.r.incrby(self.k("seq"), len(ups))) - len(ups) + 1
+        pipe = self.r.pipeline(transaction=True)
+        if ups:  # then deletions, as SQLite's save_round does
+            fields = [_field(s.group_key, s.fingerprint) for s in ups]
+            pipe.hset(self.k("state"), mapping={f: _enc.encode(s) for f, s in zip(fields, ups, strict=True)})
+            pipe.zadd(self.k("state", "order"), {f: order + i for i, f in enumerate(fields)}, nx=True)
         if dels:
             pipe.hdel(self.k("state"), *[_field(g, f) for g, f in dels])
+            pipe.zrem(self.k("state", "order"), *[_field(g, f) for g, f in dels])
         if logs:
             pipe.hset(self.k("nlog"), mapping={_field(e.group_key, e.channel): _enc.encode(e) for e in logs})
         if log_dels:
@@ -381,6 +393,7 @@ class RedisAlertStore:
     def _queue_forget(self, pipe: Any, fields: tuple[list[bytes], list[bytes]]) -> None:
         if fields[0]:
             pipe.hdel(self.k("state"), *fields[0])
+            pipe.zrem(self.k("state", "order"), *fields[0])
         if fields[1]:
             pipe.hdel(self.k("nlog"), *fields[1])
 
