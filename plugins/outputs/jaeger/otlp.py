@@ -113,9 +113,9 @@ def _status(span: Span, attrs: list[tuple[str, Any]]) -> tuple[int, str, list[tu
     if code == 0:
         return 0, "", attrs
     message = tags.get(STATUS_DESCRIPTION)
-    text = message if isinstance(message, str) else ""
-    drop = {STATUS_CODE, STATUS_DESCRIPTION} if isinstance(message, str) else {STATUS_CODE}
-    return code, text, [(k, v) for k, v in attrs if k not in drop]
+    if isinstance(message, str) and message:
+        return code, message, [(k, v) for k, v in attrs if k not in (STATUS_CODE, STATUS_DESCRIPTION)]
+    return code, "", [(k, v) for k, v in attrs if k != STATUS_CODE]
 
 
 def _id_attrs(span: Span) -> list[tuple[str, Any]]:
