@@ -16,6 +16,7 @@ output write, i.e. ``batch_size`` records or one larger batch) can be delivered 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -78,6 +79,7 @@ class DiskBuffer:
         self._group: _Group | None = None
         self._flushing = False
         self._opened = False
+        self._open_event: anyio.Event | None = None
         self.findings: list[Finding] = []
         self.corrupt_segments = 0
         self.corrupt_records = 0
@@ -89,6 +91,9 @@ class DiskBuffer:
     async def open(self) -> None:
         entries, findings = await anyio.to_thread.run_sync(self.log.open)
         self._opened = True
+        if self._open_event is not None:
+            self._open_event.set()
+            self._open_event = None
         self.findings = findings
         for f in findings:
             level = logging.ERROR if f.kind == "corrupt_segment" else logging.WARNING
@@ -106,8 +111,12 @@ class DiskBuffer:
             self.on_data()
 
     async def close(self) -> None:
-        while self._flushing or self._group is not None:  # let appends in progress finish
-            await self._wait_group(self._group) if self._group is not None else await anyio.sleep(0.005)
+        while self._opened and (self._flushing or self._group is not None):  # let appends in progress finish
+            if self._group is None:
+                await anyio.sleep(0.005)
+                continue
+            with contextlib.suppress(Backpressure):  # its requests were told
+                await self._wait_group(self._group)
         if self._opened:
             await anyio.to_thread.run_sync(self.log.close)
             self._opened = False
@@ -117,8 +126,6 @@ class DiskBuffer:
         return self._bytes == 0 or self._bytes + len(offer.frame) <= self.max_bytes
 
     def put(self, offer: Offer) -> _AppendWaiter:
-        if not self._opened:
-            raise Backpressure(f"disk buffer {self.name} is not open")
         group = self._group
         if group is None:
             group = self._group = _Group()
@@ -131,7 +138,12 @@ class DiskBuffer:
 
     async def _wait_group(self, group: _Group) -> None:
         """The first waiter to find no flush running writes groups until none is left (shielded:
-        a cancelled request must not strand the others); the rest wait for their group."""
+        a cancelled request must not strand the others); the rest wait for their group. Appends
+        made before open() (recovery) has finished wait for it."""
+        while not self._opened:
+            if self._open_event is None:
+                self._open_event = anyio.Event()
+            await self._open_event.wait()
         if not self._flushing:
             self._flushing = True
             try:
