@@ -12,6 +12,7 @@ from typing import Any
 from airisd import __version__
 from airisd.backup import register as register_backup_commands
 from airisd.cli_admin import register as register_admin_commands
+from airisd.cli_buffer import register as register_buffer_commands
 from airisd.config import Config, build_config, load_config, load_dotenv
 from airisd.errors import ConfigError
 
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl_info.set_defaults(fn=cmd_plugins_info)
     register_admin_commands(sub, config_args)  # airisd user ..., airisd token ... (issue 6)
     register_backup_commands(sub)  # airisd backup, airisd restore (issue 9)
+    register_buffer_commands(sub, config_args)  # airisd buffer inspect|repair (issue 7)
     return parser
 
 
