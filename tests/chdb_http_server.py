@@ -9,7 +9,7 @@ MergeTree parts on disk and real errors:
   the body the data, in the format it names, e.g. Native);
 - ``param_<name>`` query parameters for ``{name:Type}`` placeholders;
 - ``database`` (becomes the session's current database), other ``<setting>=<value>`` parameters
-  (applied with SET for this query, then reset to their default);
+  (applied with SET for this request; a setting a later request leaves out goes back to DEFAULT);
 - request bodies compressed with gzip, deflate or lz4 (``Content-Encoding``); responses are sent
   uncompressed, which every client accepts;
 - the response headers clickhouse-connect reads (X-ClickHouse-Summary, -Query-Id, -Format,
@@ -71,6 +71,8 @@ class Engine:
         self.lock = threading.Lock()
         self.spool = os.path.join(path, "_spool")
         os.makedirs(self.spool, exist_ok=True)
+        self.database = ""  # the session's current database
+        self.applied: dict[str, str] = {}  # settings SET on the session, as the last request asked
 
     def close(self) -> None:
         with self.lock:
@@ -81,14 +83,19 @@ class Engine:
         qparams = {k[len("param_"):]: v for k, v in params.items() if k.startswith("param_")}
         settings = {k: v for k, v in params.items() if k not in TRANSPORT_PARAMS and not k.startswith("param_")}
         with self.lock:
-            self.session.query(f"USE {quote_ident(params.get('database') or 'default')}")
+            # Only what changed since the last request is sent to the engine (a SET costs a query).
+            database = params.get("database") or "default"
+            if database != self.database:
+                self.session.query(f"USE {quote_ident(database)}")
+                self.database = database
+            for name in [n for n in self.applied if n not in settings]:
+                self.session.query(f"SET {quote_ident(name)} = DEFAULT")
+                del self.applied[name]
             for name, value in settings.items():
-                self.session.query(f"SET {quote_ident(name)} = {quote_literal(value)}")
-            try:
-                return self._run(sql, body, qparams, params.get("default_format") or "TabSeparated")
-            finally:
-                for name in settings:
-                    self.session.query(f"SET {quote_ident(name)} = DEFAULT")
+                if self.applied.get(name) != value:
+                    self.session.query(f"SET {quote_ident(name)} = {quote_literal(value)}")
+                    self.applied[name] = value
+            return self._run(sql, body, qparams, params.get("default_format") or "TabSeparated")
 
     def _run(self, sql: str, body: bytes, qparams: dict[str, str], default_format: str) -> tuple[bytes, str, dict]:
         if not sql and body[:64].lstrip()[:6].upper() == b"INSERT":
@@ -163,6 +170,7 @@ def decode_body(body: bytes, encoding: str) -> bytes:
 class Handler(BaseHTTPRequestHandler):
     engine: Engine
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: Nagle would hold the body ~40 ms
     server_version = "chdb-http-fixture"
 
     def log_message(self, format: str, *args: Any) -> None:
