@@ -6,12 +6,16 @@ Calls are synchronous (the role calls them from worker threads) over one pooled 
 A backend that cannot be reached, or answers 5xx, raises TransientError (the role answers 503
 STORE_UNAVAILABLE); an unknown trace is [] as in SQLite.
 
-Mapping: ``find_trace_ids``/``search`` → ``GET /api/traces?service=&operation=&start=&end=&minDuration=
-&maxDuration=&tags=&limit=`` (start/end in µs, durations as Go durations, tags as a JSON object);
-``get_trace`` → ``GET /api/traces/{id}`` with the id as it was sent (see
-:func:`~.otlp.wire_trace_id`); ``services`` → ``/api/services``; ``operations`` and
-``operation_kinds`` → ``/api/operations?service=&spanKind=``. Jaeger needs a service to search:
-without one, every service is searched and the newest traces kept.
+Mapping:
+
+- ``find_trace_ids``/``search`` → ``GET /api/traces?service=&operation=&start=&end=&minDuration=
+  &maxDuration=&tags=&limit=`` (start/end in µs, durations as Go durations, tags as a JSON object);
+- ``get_trace`` → ``GET /api/traces/{id}`` with the id as it was sent (see
+  :func:`~.otlp.wire_trace_id`), then with the id as given if that finds nothing;
+- ``services`` → ``/api/services``; ``operations`` and ``operation_kinds`` → ``/api/operations``.
+
+Jaeger needs a service to search: when it refuses a search without one (400), every service is
+searched and the newest traces kept.
 """
 
 from __future__ import annotations
@@ -75,7 +79,11 @@ class JaegerQueryStore:
         """Every span of the trace, ordered by start time; [] if unknown."""
         if ID_PATTERN.fullmatch(trace_id) is None:
             return []
-        data = self._get(f"/api/traces/{wire_trace_id(trace_id).hex()}", missing_ok=True)
+        wire = wire_trace_id(trace_id).hex()
+        data = self._get(f"/api/traces/{wire}", missing_ok=True)
+        if not data and wire != trace_id:
+            # stored by something other than this output (e.g. Zipkin ids, or airisd's own API)
+            data = self._get(f"/api/traces/{trace_id}", missing_ok=True)
         return [s for t in data or () if isinstance(t, dict) for s in spans_of(t)]
 
     def get_traces(self, trace_ids: Iterable[str]) -> dict[str, list[Span]]:
