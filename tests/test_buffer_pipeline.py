@@ -127,14 +127,14 @@ async def test_a_permanent_error_moves_past_the_batch(tmp_path: Path) -> None:
 
 
 def test_buffer_options_are_checked_and_named() -> None:
-    bad: dict[str, Any]
-    for bad, message in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"type": "tape"}, "buffer.type must be 'memory' or 'disk', got 'tape'"),
         ({"when_full": "drop_oldest"}, "buffer.when_full must be 'block' or 'drop_newest', got 'drop_oldest'"),
         ({"max_size_bytes": -1}, "buffer.max_size_bytes must be >= 0, got -1"),
         ({"max_segment_bytes": 10}, "buffer.max_segment_bytes must be at least 4096, got 10"),
         ({"directory": "/x"}, "buffer.directory '/x' is set but buffer.type is 'memory'"),
-    ]:
+    ]
+    for bad, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
             msgspec.convert({"buffer": bad}, OutputConfig).validate()
 
