@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import httpx
@@ -77,7 +78,7 @@ def stored(server: ServerProcess) -> tuple[dict[int, float], int]:
     try:
         rows = client.query("SELECT toUnixTimestamp64Milli(timestamp), value FROM e2e.metrics FINAL "
                             "WHERE name = 'fault'").result_rows
-        raw = int(client.command("SELECT count() FROM e2e.metrics WHERE name = 'fault'"))
+        raw = int(client.query("SELECT count() FROM e2e.metrics WHERE name = 'fault'").result_rows[0][0])
         return {int(ts): float(v) for ts, v in rows}, raw
     except Exception:  # down or not yet created
         return {}, 0
@@ -155,7 +156,7 @@ def test_metrics_posted_are_answered_from_clickhouse(tmp_path: Path, chdb: Serve
                   for i in range(10)]
         assert client.post("/metrics/batch", json={"metrics": points}).status_code == 201
 
-        def answered() -> list[dict[str, object]]:
+        def answered() -> list[dict[str, Any]]:
             resp = client.get("/metrics/query", params={"name": "e2e_cpu", "labels": "host:h1"})
             assert resp.status_code == 200, resp.text
             return list(resp.json()["data"]["series"])
@@ -163,7 +164,7 @@ def test_metrics_posted_are_answered_from_clickhouse(tmp_path: Path, chdb: Serve
         wait_for(lambda: bool(answered()), 20, "the points in ClickHouse")
         series = answered()
         assert [s["labels"] for s in series] == [{"host": "h1"}]
-        assert sorted(p["value"] for p in series[0]["points"]) == [1.5, 4.5, 7.5, 10.5, 13.5]  # type: ignore[index]
+        assert sorted(p["value"] for p in series[0]["points"]) == [1.5, 4.5, 7.5, 10.5, 13.5]
         listing = client.get("/metrics", params={"name": "e2e_cpu"}).json()["data"]
         assert listing["total"] == 2 and listing["names"] == ["e2e_cpu"]
         buckets = client.get("/metrics/query", params={"name": "e2e_cpu", "interval": "1h"}).json()["data"]
