@@ -233,9 +233,9 @@ async def test_input_emits_every_signal_and_commits_after(tmp_path: Path, broker
         assert {k: v for k, v in (await committed(broker, group, topic)).items() if v is not None} == ends
 
 
-async def test_input_waits_through_backpressure_without_skipping(tmp_path: Path, broker: ServerProcess) -> None:
+async def test_input_waits_through_backpressure_without_skipping_in_chunks(tmp_path: Path, broker: ServerProcess) -> None:
     p = prefix()
-    out = make_output(tmp_path, broker, topic_prefix=p, key={"metrics": "none"})
+    out = make_output(tmp_path, broker, topic_prefix=p, key={"metrics": "none"}, max_records_per_message=10)
     sent = points(100)
     try:
         await out.write(Batch(Signal.METRICS, sent))
@@ -243,7 +243,7 @@ async def test_input_waits_through_backpressure_without_skipping(tmp_path: Path,
         await out.shutdown()
     sink = Collector(refuse=4)
     metrics = Registry()
-    inp = make_input(tmp_path, broker, sink, metrics, topic_prefix=p, group_id=f"g-{p}")
+    inp = make_input(tmp_path, broker, sink, metrics, topic_prefix=p, group_id=f"g-{p}", max_batch_records=30)
     async with anyio.create_task_group() as tg:
         await tg.start(inp.run)
         await sink.wait_for(100)
@@ -251,6 +251,7 @@ async def test_input_waits_through_backpressure_without_skipping(tmp_path: Path,
         await inp.shutdown()
         tg.cancel_scope.cancel()
     assert sorted(sink.records(), key=lambda r: r.ts) == sent
+    assert max(len(b) for b in sink.batches) <= 30 + 10  # chunks: what a crash could deliver twice
     assert metrics.counter("kafka_backpressure_waits_total", "", ("input",)).get("kafka") == 4
 
 

@@ -3,9 +3,9 @@ format), in a consumer group, into this daemon's pipeline.
 
 Offsets are committed by hand, and only after ``ctx.emit`` returned for every record of the
 messages, i.e. once the outputs accepted them (a store: committed to disk). A crash between emit
-and commit delivers those messages again: at-least-once, duplicates bounded by one poll
-(``max_batch_records``) per partition set. Backpressure pauses the partitions and retries the same
-records; nothing is skipped. A message that cannot be decoded is counted
+and commit delivers those messages again: at-least-once, duplicates bounded by one chunk
+(``max_batch_records`` records, plus one message). Backpressure pauses the partitions and retries
+the same records; nothing is skipped. A message that cannot be decoded is counted
 (``airisd_input_rejected_total``), logged at most once per ``log_interval_secs``, and skipped with
 its offset committed, so one poison message cannot jam the group. The input starts while Kafka is
 down and keeps reconnecting in ``run()``; /health/detailed shows the state.
@@ -55,8 +55,11 @@ class KafkaInputConfig(PluginConfig):
     format: str = "json"
     ## Where a new group starts: "earliest" (everything still in the topic) or "latest".
     auto_offset_reset: str = "earliest"
-    ## Most records handed to the pipeline per poll (and so redelivered after a crash).
+    ## Records are handed to the pipeline, then committed, in chunks of about this many: after a
+    ## crash at most one chunk (plus one message) arrives twice.
     max_batch_records: int = 10_000
+    ## Most messages fetched per poll.
+    max_poll_messages: int = 500
     poll_timeout_secs: float = 0.5
     session_timeout_secs: float = 10.0
     ## How often a new topic is looked for (a topic created after start-up).
@@ -77,8 +80,8 @@ class KafkaInputConfig(PluginConfig):
                 raise ValueError(f"signals: {s!r} is not one of metrics, logs, traces")
         if self.auto_offset_reset not in OFFSET_RESETS:
             raise ValueError(f"auto_offset_reset must be 'earliest' or 'latest', got {self.auto_offset_reset!r}")
-        for name in ("max_batch_records", "poll_timeout_secs", "session_timeout_secs", "metadata_max_age_secs",
-                     "retry_initial_secs", "retry_max_secs", "log_interval_secs"):
+        for name in ("max_batch_records", "max_poll_messages", "poll_timeout_secs", "session_timeout_secs",
+                     "metadata_max_age_secs", "retry_initial_secs", "retry_max_secs", "log_interval_secs"):
             check_positive(name, getattr(self, name))
 
 
@@ -197,15 +200,17 @@ class KafkaInput(Input):
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         timeout_ms = int(self.config.poll_timeout_secs * 1000)
         while not self._stopping:
-            data = await consumer.getmany(timeout_ms=timeout_ms, max_records=self.config.max_batch_records)
+            data = await consumer.getmany(timeout_ms=timeout_ms, max_records=self.config.max_poll_messages)
             self.assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in consumer.assignment())
             if data:
                 await self._handle(consumer, data)
 
     async def _handle(self, consumer: AIOKafkaConsumer, data: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Decode, emit per signal, then commit every partition's next offset."""
+        """Decode, emit per signal, then commit every partition's next offset; in chunks of about
+        ``max_batch_records`` records, which bounds what a crash can deliver twice."""
         by_signal: dict[Signal, list[Any]] = {}
         offsets: dict[TopicPartition, int] = {}
+        count = 0
         for tp, messages in data.items():
             self.m_messages.inc(len(messages), self.name, tp.topic)
             for msg in messages:
@@ -219,6 +224,15 @@ class KafkaInput(Input):
                                             "reason": exc.reason, "error": str(exc)[:300]})
                     continue
                 by_signal.setdefault(signal, []).extend(records)
+                count += len(records)
+                if count >= self.config.max_batch_records:
+                    await self._deliver(consumer, by_signal, offsets)
+                    by_signal, offsets, count = {}, {}, 0
+        if offsets:
+            await self._deliver(consumer, by_signal, offsets)
+
+    async def _deliver(self, consumer: AIOKafkaConsumer, by_signal: dict[Signal, list[Any]],
+                       offsets: dict[TopicPartition, int]) -> None:
         for sig, items in by_signal.items():
             if items:
                 await self._emit(consumer, Batch(sig, items))
