@@ -103,6 +103,7 @@ class OutputRunner:
         self._idle.set()
         self.last_error = ""
         self.state = "created"
+        self.dropped = 0
         self._drops_unlogged = 0
         self._drop_logged_at = -DROP_LOG_INTERVAL_SECS
         labels = (name, signal.value)
@@ -125,6 +126,7 @@ class OutputRunner:
                       ls).set_function(self.buffer.oldest_age_secs, *labels)
         if isinstance(self.buffer, DiskBuffer):
             self.buffer.on_corrupt = lambda n: self.m_corrupt.inc(n, *labels)
+            self.buffer.on_unreadable = lambda n: self.m_dropped.inc(n, *labels, "corrupt")
         self._labels = labels
 
     def _make_buffer(self) -> Buffer:
@@ -156,6 +158,7 @@ class OutputRunner:
     def drop(self, offer: Offer, reason: str) -> None:
         """when_full = drop_newest: count the batch, and log at most every DROP_LOG_INTERVAL_SECS."""
         self.m_dropped.inc(len(offer.batch), *self._labels, reason)
+        self.dropped += len(offer.batch)
         self._drops_unlogged += len(offer.batch)
         now = time.monotonic()
         if now - self._drop_logged_at >= DROP_LOG_INTERVAL_SECS:
@@ -263,7 +266,7 @@ class OutputRunner:
                        "max_size_bytes": self.buffer_config.limit_bytes},
             "sent": self.m_sent.get(*labels), "failed": self.m_failed.get(*labels),
             "retried": self.m_retries.get(*labels),
-            "dropped": sum(v for k, v in self.m_dropped._values.items() if k[:2] == labels),
+            "dropped": self.dropped,
             "buffered_events": self.buffer.events, "buffered_bytes": self.buffer.bytes,
             "oldest_age_seconds": round(self.buffer.oldest_age_secs(), 3),
             "corrupt_segments": self.m_corrupt.get(*labels),

@@ -85,7 +85,8 @@ class DiskBuffer:
         self.corrupt_records = 0
         self.last_error = ""
         self.on_data = _nothing
-        self.on_corrupt = _nothing_int
+        self.on_corrupt = _nothing_int  # segments moved aside at start-up
+        self.on_unreadable = _nothing_int  # events of records that failed their check when read back
 
     # -- life cycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -229,6 +230,7 @@ class DiskBuffer:
             except (codec.CorruptRecord, OSError) as exc:
                 # Verified at start-up or written by us: the disk changed under us. Skip, count, go on.
                 self.corrupt_records += e.count
+                self.on_unreadable(e.count)
                 self.last_error = f"unreadable record in segment {e.segment} at {e.offset}: {exc}"
                 log.error("disk buffer record unreadable; skipped",
                           extra={"kv": {"buffer": self.name, "segment": e.segment, "offset": e.offset,
