@@ -259,8 +259,7 @@ def test_unreachable_server_is_transient_for_writes_and_queries(tmp_path: Path) 
     async def main() -> None:
         out = make_output(server, "x", connect_timeout_secs=1)
         try:
-            with pytest.raises(TransientError):
-                await out.start()
+            await out.start()  # not fatal: the daemon starts, its buffer holds the data
             with pytest.raises(TransientError):
                 await out.write(Batch(Signal.METRICS, [Point(name="m", value=1.0, ts=T0)]))
             store = out.query_api(Signal.METRICS)

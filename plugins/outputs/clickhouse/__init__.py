@@ -40,9 +40,13 @@ class ClickHouseOutput(Output):
         self._metrics = ClickHouseMetricStore(self._reader, config.database)
 
     async def start(self) -> None:
-        """Connect and migrate; fail fast (the daemon names this output) if ClickHouse is unreachable
-        or refuses the schema."""
-        await anyio.to_thread.run_sync(self._migrate)
+        """Connect and migrate. ClickHouse down is not fatal (the first write migrates, and the
+        runner's buffer holds data until then); a refusal (auth, bad schema) fails the start."""
+        try:
+            await anyio.to_thread.run_sync(self._migrate)
+        except TransientError as exc:
+            self.ctx.log.warning("clickhouse not reachable at start; the first write will migrate",
+                                 extra={"kv": {"host": self.config.host, "port": self.config.port, "error": str(exc)}})
 
     def _migrate(self) -> None:
         try:
