@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from airisd.buffer.base import Ack, Offer, Taken
@@ -23,7 +24,7 @@ class MemoryBuffer:
         self._bytes = 0
         self._inflight_items = 0
         self._inflight_oldest_ns = 0
-        self.on_data = _nothing
+        self.on_data: Callable[[], None] = _nothing
 
     def has_room(self, offer: Offer) -> bool:
         if not self._items:

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,9 @@ class DiskBuffer:
         self.corrupt_segments = 0
         self.corrupt_records = 0
         self.last_error = ""
-        self.on_data = _nothing
-        self.on_corrupt = _nothing_int  # segments moved aside at start-up
-        self.on_unreadable = _nothing_int  # events of records that failed their check when read back
+        self.on_data: Callable[[], None] = _nothing
+        self.on_corrupt: Callable[[int], None] = _nothing_int  # segments moved aside at start-up
+        self.on_unreadable: Callable[[int], None] = _nothing_int  # events failing their check when read
 
     # -- life cycle --------------------------------------------------------------------------
     async def open(self) -> None:
