@@ -110,7 +110,9 @@ def test_log_role_stores_and_searches_in_elasticsearch(noida: ServerProcess, es:
         resp = client.get("/logs", params={"level": "ERROR", "from": "2024-01-15T00:00:00Z",
                                            "to": "2024-01-15T23:59:59Z"})  # fmt: skip
         assert resp.json()["data"]["total"] == 1
-        names = sorted(i["index"] for i in es.cat.indices(index="e2e-*", format="json").body)
+        cat = es.cat.indices(index="e2e-*", format="json").body
+        assert isinstance(cat, list)
+        names = sorted(i["index"] for i in cat)
         assert names == ["e2e-2024.01.15", "e2e-2024.01.16"]
         health = client.get("/health/detailed").json()["data"]
         assert health["stores"]["elasticsearch"]["logs"]["reachable"] is True
