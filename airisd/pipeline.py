@@ -99,6 +99,7 @@ class OutputRunner:
         self._opened = False
         self._wakeup = anyio.Event()
         self._closing = False
+        self._stop_event: anyio.Event | None = None
         self._idle = anyio.Event()
         self._idle.set()
         self.last_error = ""
@@ -240,7 +241,12 @@ class OutputRunner:
                 log.warning("output write failed; retrying",
                             extra={"kv": {"output": self.name, "records": len(merged), "error": self.last_error,
                                           "retry_in_secs": round(delay, 3)}})
-                await anyio.sleep(delay * random.uniform(0.5, 1.5))  # jitter: replicas do not retry in step
+                pause = delay * random.uniform(0.5, 1.5)  # jitter: replicas do not retry in step
+                if self.buffer.type == "disk":  # stopping cuts the pause short: the data is safe on disk
+                    with anyio.move_on_after(pause):
+                        await self._stop_requested().wait()
+                else:
+                    await anyio.sleep(pause)
                 delay = min(delay * 2, self.settings.retry_max_secs)
                 continue
             self.m_latency.observe(time.perf_counter() - started, *self._labels)
@@ -248,10 +254,18 @@ class OutputRunner:
             await self.buffer.commit(taken)
             return True
 
+    def _stop_requested(self) -> anyio.Event:
+        if self._stop_event is None:
+            self._stop_event = anyio.Event()
+            if self._closing:
+                self._stop_event.set()
+        return self._stop_event
+
     async def close(self) -> None:
         """Stop taking new work; the loop drains the buffer and exits (a disk buffer stops draining
         at the first failed write: its records wait on disk for the next start)."""
         self._closing = True
+        self._stop_requested().set()
         self._wakeup.set()
 
     async def wait_idle(self) -> None:

@@ -142,3 +142,17 @@ def test_buffer_options_are_checked_and_named() -> None:
 def test_buffer_directories(tmp_path: Path) -> None:
     assert BufferConfig(type="disk").path_for(tmp_path, "ch", "logs") == tmp_path / "buffers" / "ch-logs"
     assert BufferConfig(type="disk", directory="/b").path_for(tmp_path, "ch", "logs") == Path("/b/logs")
+
+
+async def test_stopping_cuts_a_long_retry_pause_short_for_a_disk_buffer(tmp_path: Path) -> None:
+    metrics = Registry()
+    config = OutputConfig(flush_interval_secs=0.001, retry_initial_secs=30, retry_max_secs=60,
+                          buffer=BufferConfig(type="disk"))
+    out = FakeOutput(config, make_ctx(tmp_path, metrics=metrics), durable=False)
+    out.fail = [TransientError("down")] * 10
+    pipeline, (runner,) = pipeline_of(out, metrics=metrics)
+    with anyio.fail_after(5):  # not 30 s: the records wait on disk for the next start
+        async with running([runner]):
+            await pipeline.submit(pts(2))
+            await out.started_writing.wait()
+    assert runner.state == "stopped" and out.attempts == 2 and out.items == []
