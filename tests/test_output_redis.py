@@ -80,10 +80,11 @@ def records() -> dict[Signal, list[Any]]:
 
 @pytest.mark.services
 @pytest.mark.anyio
+@pytest.mark.parametrize("method", ["pipeline", "script"])
 @pytest.mark.parametrize("fmt", ["fields", "json"])
 async def test_records_round_trip_through_xrange(tmp_path: Path, server: ServerProcess, reader: Any,
-                                                 fmt: str) -> None:
-    out = await make_output(tmp_path, server.port, format=fmt, stream_prefix="t:")
+                                                 fmt: str, method: str) -> None:
+    out = await make_output(tmp_path, server.port, format=fmt, stream_prefix="t:", method=method, script_chunk=2)
     try:
         for signal, items in records().items():
             await out.write(Batch(signal, items))
@@ -103,10 +104,11 @@ async def test_records_round_trip_through_xrange(tmp_path: Path, server: ServerP
 
 @pytest.mark.services
 @pytest.mark.anyio
+@pytest.mark.parametrize("method", ["pipeline", "script"])
 @pytest.mark.parametrize(("approximate", "check"), [(False, lambda n: n == 1000), (True, lambda n: 1000 <= n < 5000)])
 async def test_max_len_trims_each_stream(tmp_path: Path, server: ServerProcess, reader: Any,
-                                         approximate: bool, check: Any) -> None:
-    out = await make_output(tmp_path, server.port, max_len=1000, approximate_trim=approximate)
+                                         approximate: bool, check: Any, method: str) -> None:
+    out = await make_output(tmp_path, server.port, max_len=1000, approximate_trim=approximate, method=method)
     try:
         for start in range(0, 5000, 500):
             await out.write(Batch(Signal.METRICS, [Point(name="m", value=i, ts=i) for i in range(start, start + 500)]))
@@ -143,10 +145,41 @@ async def test_a_stopped_server_is_transient_and_the_output_reconnects(tmp_path:
 
 @pytest.mark.services
 @pytest.mark.anyio
-async def test_a_key_of_another_type_is_permanent(output: RedisOutput, reader: Any) -> None:
+@pytest.mark.parametrize("method", ["pipeline", "script"])
+async def test_a_key_of_another_type_is_permanent(tmp_path: Path, server: ServerProcess, reader: Any,
+                                                  method: str) -> None:
     reader.set("airisd:logs", "not a stream")
-    with pytest.raises(PermanentError, match="WRONGTYPE"):
-        await output.write(Batch(Signal.LOGS, [LogRecord(ts=1, level="INFO", message="x")]))
+    out = await make_output(tmp_path, server.port, method=method)
+    try:
+        with pytest.raises(PermanentError, match="WRONGTYPE"):
+            await out.write(Batch(Signal.LOGS, [LogRecord(ts=1, level="INFO", message="x")]))
+    finally:
+        await out.shutdown()
+
+
+@pytest.mark.services
+@pytest.mark.anyio
+async def test_the_script_is_loaded_again_after_a_restart(tmp_path: Path) -> None:
+    srv = redis_server(tmp_path / "r")
+    srv.start()
+    out = await make_output(tmp_path, srv.port, method="script")
+    try:
+        await out.write(Batch(Signal.METRICS, [Point(name="a", value=1, ts=1)]))
+        srv.stop()
+        srv.start()  # empty, without the script
+        batch = Batch(Signal.METRICS, [Point(name="a", value=2, ts=2)])
+        try:
+            await out.write(batch)
+        except TransientError:  # the pooled connection died with the server: the runner retries
+            await out.write(batch)
+        client: Any = redis.Redis(port=srv.port)
+        try:
+            assert [codec.decode(Signal.METRICS, f).value for _, f in client.xrange("airisd:metrics")] == [2]
+        finally:
+            client.close()
+    finally:
+        await out.shutdown()
+        srv.stop(kill=True)
 
 
 @pytest.mark.services
@@ -180,6 +213,8 @@ async def test_password_from_the_seed_env_names(tmp_path: Path) -> None:
         ({"port": 70000}, "port must be a TCP port, got 70000"),
         ({"url": "http://:pw@h:1"}, "url must start with redis://"),
         ({"timeout_secs": 0}, "timeout_secs must be positive, got 0"),
+        ({"method": "lua"}, "method must be one of pipeline, script, got 'lua'"),
+        ({"script_chunk": 0}, "script_chunk must be between 1 and 100000, got 0"),
     ],
 )
 def test_bad_config_names_the_option(options: dict[str, Any], message: str) -> None:
@@ -226,5 +261,5 @@ def _same(a: Any, b: Any) -> bool:
 def test_codec_fields_round_trip_any_record(record: Any) -> None:
     signal = codec.SIGNALS[type(record)]
     fields = codec.encode(record, "fields")
-    wire = {k.encode(): v.encode() if isinstance(v, str) else v for k, v in fields.items()}  # as redis returns it
+    wire = {k.encode(): v.encode() for k, v in fields.items()}  # as redis returns it
     assert _same(codec.decode(signal, wire), record)

@@ -2,6 +2,11 @@
 ``airisd:logs``, ``airisd:traces``), one pipeline per batch, optionally trimmed with
 ``MAXLEN ~``. Consumers read the streams with XREAD / XREADGROUP.
 
+``method = "script"`` sends each chunk of up to ``script_chunk`` records as one EVALSHA whose Lua
+loop does the XADDs inside Redis (the entries msgpack-encoded in its arguments): the same entries,
+several times the throughput (redis-py packs and parses every pipelined command in Python), each
+chunk all-or-nothing; Redis runs nothing else while a chunk is added (about 1 ms per 100 records).
+
 ``write()`` returns once Redis has answered every XADD of the batch; a lost connection or a
 server that is loading, read-only or out of memory is a TransientError, so the runner retries the
 batch from its buffer (at least once: a batch cut off half-way is written again whole, so a
@@ -14,6 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from airisd_plugins.outputs.redis import codec
@@ -26,6 +32,22 @@ from airisd.plugin import Output, Plugin
 
 # Redis error replies that clear up on their own: retry them.
 TRANSIENT_REPLIES = ("LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN", "NOREPLICAS")
+METHODS = ("pipeline", "script")
+
+# KEYS[1] the stream; ARGV[1] MAXLEN (0: none), ARGV[2] "~" or "="; then one msgpack array of
+# field, value, field, value... per entry.
+XADD_SCRIPT = """
+local stream, maxlen, how = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+for i = 3, #ARGV do
+  if maxlen > 0 then
+    redis.call('XADD', stream, 'MAXLEN', how, maxlen, '*', unpack(cmsgpack.unpack(ARGV[i])))
+  else
+    redis.call('XADD', stream, '*', unpack(cmsgpack.unpack(ARGV[i])))
+  end
+end
+return #ARGV - 2
+"""
+_msgpack = msgspec.msgpack.Encoder()
 
 
 class RedisOutputConfig(OutputConfig):
@@ -44,6 +66,10 @@ class RedisOutputConfig(OutputConfig):
     max_len: int = 0
     ## Trim with MAXLEN ~ (whole macro nodes: much cheaper, keeps a few more than max_len).
     approximate_trim: bool = True
+    ## "pipeline": one XADD command per record, pipelined per batch; "script": one Lua call per
+    ## script_chunk records, which loops over XADD inside Redis (needs EVAL; several times faster).
+    method: str = "pipeline"
+    script_chunk: int = 1000
     timeout_secs: float = 10.0
 
     def validate(self) -> None:
@@ -56,6 +82,10 @@ class RedisOutputConfig(OutputConfig):
             raise ValueError(f"format must be one of {', '.join(codec.FORMATS)}, got {self.format!r}")
         if self.max_len < 0:
             raise ValueError(f"max_len must be >= 0, got {self.max_len!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not 1 <= self.script_chunk <= 100_000:
+            raise ValueError(f"script_chunk must be between 1 and 100000, got {self.script_chunk!r}")
         if not self.timeout_secs > 0:
             raise ValueError(f"timeout_secs must be positive, got {self.timeout_secs!r}")
 
@@ -79,6 +109,7 @@ class RedisOutput(Output):
         self.streams = {sig: config.stream_prefix + sig.value for sig in Signal}
         self.where = _no_password(config.redis_url)
         self._client: aioredis.Redis | None = None
+        self._script: Any = None
 
     async def start(self) -> None:
         """Create the client; it connects on the first write, so the daemon starts while Redis is down."""
@@ -87,6 +118,7 @@ class RedisOutput(Output):
             self._client = aioredis.Redis.from_url(
                 self.config.redis_url, socket_timeout=t, socket_connect_timeout=t
             )
+            self._script = self._client.register_script(XADD_SCRIPT)  # EVALSHA, loaded again when missing
 
     async def shutdown(self) -> None:
         client, self._client = self._client, None
@@ -105,8 +137,15 @@ class RedisOutput(Output):
         approximate = c.approximate_trim
         fmt = c.format
         pipe = self._client.pipeline(transaction=False)
-        for record in batch.items:
-            pipe.xadd(stream, codec.encode(record, fmt), maxlen=maxlen, approximate=approximate)  # type: ignore[arg-type]
+        if c.method == "script":
+            trim = [c.max_len, "~" if approximate else "="]
+            for i in range(0, len(batch.items), c.script_chunk):
+                entries = [_msgpack.encode([x for kv in codec.encode(r, fmt).items() for x in kv])
+                           for r in batch.items[i:i + c.script_chunk]]
+                await self._script(keys=[stream], args=[*trim, *entries], client=pipe)  # queued
+        else:
+            for record in batch.items:
+                pipe.xadd(stream, codec.encode(record, fmt), maxlen=maxlen, approximate=approximate)  # type: ignore[arg-type]
         try:
             await pipe.execute()
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:

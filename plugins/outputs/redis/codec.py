@@ -37,12 +37,12 @@ def _defaults_of(cls: type) -> dict[str, Any]:
     return found
 
 
-def encode(record: Record, fmt: str = "fields") -> dict[str, bytes | str]:
-    """The XADD fields of one record."""
+def encode(record: Record, fmt: str = "fields") -> dict[str, str]:
+    """The XADD fields of one record (text: Redis' Lua msgpack reader knows no binary type)."""
     if fmt == "json":
-        return {"data": _json.encode(record)}
+        return {"data": _json.encode(record).decode()}
     defaults = _defaults_of(type(record))
-    out: dict[str, bytes | str] = {}
+    out: dict[str, str] = {}
     for name in record.__struct_fields__:
         value = getattr(record, name)
         if name in defaults and value == defaults[name]:
@@ -54,7 +54,7 @@ def encode(record: Record, fmt: str = "fields") -> dict[str, bytes | str]:
         elif isinstance(value, int | float):
             out[name] = repr(value)
         else:
-            out[name] = _json.encode(value)
+            out[name] = _json.encode(value).decode()
     return out
 
 
