@@ -200,6 +200,12 @@ class Daemon:
                         runner = OutputRunner(inst.plugin, s, inst.label, self.metrics)
                         runners[s].append(runner)
                         self.runners.append(runner)
+        seen: dict[Path, str] = {}
+        for r in self.runners:  # two outputs appending to one log would interleave and lose records
+            directory = getattr(r.buffer, "directory", None)
+            if directory is not None and (other := seen.setdefault(Path(directory).resolve(), r.name)) != r.name:
+                raise ConfigError(f"{self.config.source}: outputs {other!r} and {r.name!r} share the buffer "
+                                  f"directory {str(directory)!r}; give each its own buffer.directory (or alias)")
         self.pipeline = Pipeline(processors, runners, self.metrics, retry_after_secs=self.config.http.retry_after_secs)
         # Which output answers each role's queries.
         wanted = {Signal.METRICS: self.config.stores.metrics, Signal.LOGS: self.config.stores.log,

@@ -5,6 +5,7 @@ the first failure while shutting down; health and self-metrics show the buffer."
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,12 @@ import msgspec
 import pytest
 
 from airisd.buffer.config import DISK_DEFAULT_MAX_SIZE_BYTES, BufferConfig
-from airisd.errors import Backpressure, PermanentError, TransientError
+from airisd.config import build_config
+from airisd.daemon import Daemon
+from airisd.errors import Backpressure, ConfigError, PermanentError, TransientError
 from airisd.model import Signal
 from airisd.pipeline import OutputConfig, OutputRunner, Pipeline
+from airisd.registry import build_registry
 from airisd.selfmetrics import Registry
 from tests.conftest import make_ctx
 from tests.test_pipeline import FakeOutput, pts, running
@@ -156,3 +160,17 @@ async def test_stopping_cuts_a_long_retry_pause_short_for_a_disk_buffer(tmp_path
             await pipeline.submit(pts(2))
             await out.started_writing.wait()
     assert runner.state == "stopped" and out.attempts == 2 and out.items == []
+
+
+@pytest.mark.parametrize(("outputs", "message"), [
+    ('[[outputs.sqlite]]\nbuffer = { type = "disk" }',
+     "buffer.type = 'disk' is not allowed on 'sqlite': it is a durable store"),
+    ('[[outputs.sqlite]]\n[[outputs.file]]\nbuffer = { type = "disk", directory = "/b" }\n'
+     '[[outputs.file]]\nbuffer = { type = "disk", directory = "/b" }',
+     "outputs 'file' and 'file.1' share the buffer directory '/b/metrics'"),
+])
+def test_the_daemon_refuses_buffer_configs_that_cannot_work(tmp_path: Path, outputs: str, message: str) -> None:
+    text = f'[agent]\nrole = "metrics"\ndata_dir = "{tmp_path}"\n[[inputs.http_metrics]]\n{outputs}\n'
+    daemon = Daemon(build_config(tomllib.loads(text), source="t.toml", environ={}), build_registry())
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        daemon.build()

@@ -35,7 +35,7 @@ from airisd.model import Batch
 
 log = logging.getLogger("airisd.buffer")
 
-CACHE_BYTES = 64 << 20
+CACHE_BYTES = 8 << 20  # of frames; the decoded objects take several times that in memory
 
 
 class _Group:
