@@ -159,8 +159,9 @@ def test_a_lost_connection_is_a_transient_error(tmp_path: Path) -> None:
     try:
         s.create_rule(_rule(), now_ns=1)
         server.stop(kill=True)
-        with pytest.raises(TransientError, match=f"127.0.0.1:{server.port}"):
+        with pytest.raises(TransientError, match=f"127.0.0.1:{server.port}") as err:
             s.list_rules()
+        assert err.value.status == 503  # HTTP clients are told to come back (Retry-After)
         server.start()
         assert s.list_rules() == []  # --save '': a restarted server is empty; the client reconnects
     finally:

@@ -65,7 +65,7 @@ class AlertingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     redis_password: str = ""
     redis_db: int = 0
     redis_key_prefix: str = "airisd:alerts:"  # replicas sharing alerts use the same prefix
-    redis_timeout_secs: float = 5.0
+    redis_timeout_secs: float = 2.0  # store calls are short and synchronous (as SQLite's): fail fast
     dedup_lease_secs: float = 300.0  # a notification's claim while it is being sent (a crash frees it then)
     dedup_ttl_secs: float = 86400.0  # how long a sent notification's claim is remembered
 

@@ -34,7 +34,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -51,6 +51,15 @@ T = TypeVar("T")
 _enc = msgspec.json.Encoder()
 _SEP = "\x1f"
 _PAGE = 256  # history ids read per round trip while filtering by kind
+
+
+class StoreUnavailable(TransientError):
+    """Redis cannot be reached: HTTP clients get 503 with Retry-After; the engine's round fails
+    and the next one tries again."""
+
+    status = 503
+    code = "STORE_UNAVAILABLE"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
 
 
 class AlertStoreProtocol(Protocol):
@@ -148,11 +157,11 @@ class RedisAlertStore:
         return self.prefix + ":".join(parts)
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, turning a lost connection into TransientError (naming the host only)."""
+        """Run ``fn``, turning a lost connection into StoreUnavailable (naming the host only)."""
         try:
             return fn()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise TransientError(f"alert store: redis {_safe(self.url)}: {exc}") from None
+            raise StoreUnavailable(f"alert store: redis {_safe(self.url)}: {exc}") from None
 
     def _tx(self, fn: Callable[[Any], T], *watch: str) -> T:
         """An optimistic transaction: ``fn`` reads under WATCH, calls ``pipe.multi()`` and queues
