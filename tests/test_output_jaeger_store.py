@@ -30,6 +30,7 @@ from tests.e2e_helpers import AirisProcess
 pytestmark = [pytest.mark.e2e]
 
 BASE = 1_767_225_600  # 2026-01-01T00:00:00Z
+START_SECS = 90  # airisd starts in ~1 s; much more on a shared, loaded machine
 
 
 def toml_string(value: str) -> str:
@@ -99,14 +100,14 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     front: AirisProcess | None = None
     store: JaegerQueryStore | None = None
     try:
-        standin.start()
+        standin.start(timeout=START_SECS)
         auth = standin.auth_headers()
         url = standin.url("trace")
         front = AirisProcess(root / "b", role="trace", config=daemon_config(
             root / "b.toml", inputs=["http_traces"], trace_store="jaeger",
             jaeger={"endpoint": url, "headers": auth, "query_url": url, "query_headers": auth,
                     "flush_interval_secs": 0.1, "retry_max_secs": 1.0}))
-        front.start()
+        front.start(timeout=START_SECS)
         resp = front.client("trace").post("/traces", json={"spans": seed_spans()})
         assert resp.status_code in (200, 201, 202), resp.text
         store = JaegerQueryStore(url, headers=auth)
@@ -207,7 +208,7 @@ def test_unreachable_backend_is_transient_and_503(tmp_path: Path) -> None:
         tmp_path / "c.toml", inputs=[], sqlite=False, trace_store="jaeger",
         jaeger={"query_url": f"http://127.0.0.1:{free_port()}"}))
     try:
-        front.start()
+        front.start(timeout=START_SECS)
         resp = front.client("trace").get("/traces/search", params={"service": "x"})
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "STORE_UNAVAILABLE"
     finally:
