@@ -14,8 +14,8 @@ from airisd.errors import ConfigError
 EPILOG = """\
 A disk buffer lives in <data_dir>/buffers/<output alias or name>-<signal>/ (or under the output's
 buffer.directory): segment files of checksummed records, a cursor file saying where delivery
-resumes, and corrupt/ for segments moved aside. The daemon recovers each buffer when it starts, so
-repair is only needed to clean up without starting it.
+resumes, and corrupt/ with copies of damaged segments as they were found. The daemon recovers
+each buffer when it starts, so repair is only needed to clean up without starting it.
 """
 
 
@@ -46,7 +46,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             for f in r["findings"]:
                 print(f"  PROBLEM:  {f['kind']} in {f['segment']} at offset {f['offset']}: {f['detail']}")
             for q in r["quarantined"]:
-                print(f"  moved aside earlier: corrupt/{q}")
+                print(f"  damaged segment as found, kept for a post-mortem: corrupt/{q}")
     return 1 if any(r["findings"] for r in reports) else 0
 
 
@@ -78,8 +78,8 @@ def register(sub: Any, config_args: Callable[..., None]) -> None:
     for name, fn, text in [
         ("inspect", cmd_inspect, "per buffer: segments, waiting events and bytes, oldest event's age, torn or "
                                  "corrupt segments found (read-only; exit 1 if any problem)"),
-        ("repair", cmd_repair, "truncate torn tails and move corrupt segments to corrupt/, as the daemon does at "
-                               "start; refused while a daemon uses the buffer"),
+        ("repair", cmd_repair, "truncate torn tails, copy damaged segments to corrupt/ and skip their bad records, "
+                               "as the daemon does at start; refused while a daemon uses the buffer"),
     ]:
         p = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", epilog=EPILOG,
                                formatter_class=argparse.RawDescriptionHelpFormatter)

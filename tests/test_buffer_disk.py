@@ -12,7 +12,7 @@ import pytest
 from airisd.buffer import codec
 from airisd.buffer.base import Offer
 from airisd.buffer.disk import BufferLocked, DiskBuffer
-from airisd.buffer.disk.segments import CORRUPT_DIR, list_segments, segment_name
+from airisd.buffer.disk.segments import CORRUPT_DIR, Entry, list_segments, scan_segment, segment_name
 from airisd.errors import Backpressure
 from airisd.model import Batch, LogRecord, Point, Signal, Span, SpanLog
 
@@ -172,22 +172,61 @@ async def reopen_and_drain(tmp_path: Path) -> tuple[DiskBuffer, list[float]]:
     return buf, values
 
 
-async def test_a_flipped_byte_mid_segment_moves_that_segment_aside_and_delivers_the_rest(tmp_path: Path) -> None:
+async def test_a_flipped_byte_costs_only_its_record_and_the_segment_is_kept_aside(tmp_path: Path) -> None:
     segments = await filled(tmp_path)
     assert len(segments) >= 3
     victim = segments[1]
-    lost = {p.value for b in _records(victim) for p in b.items}
-    data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0x55
+    original = victim.read_bytes()
+    entries = _entries(victim)
+    hit = entries[len(entries) // 2]
+    lost = {p.value for p in _decode(original, hit).items}
+    data = bytearray(original)
+    data[hit.offset + codec.HEADER_SIZE + 5] ^= 0x55  # inside the record's body
     victim.write_bytes(bytes(data))
 
-    buf, values = await reopen_and_drain(tmp_path)
+    buf = make(tmp_path)
+    await buf.open()
+    assert (tmp_path / CORRUPT_DIR / victim.name).read_bytes() == bytes(data)  # kept as found
+    assert victim.stat().st_size == len(original)  # mended in place: offsets unchanged
+    values = await drain(buf)
+    await buf.close()
     assert values == [float(i) for i in range(200) if float(i) not in lost]
-    assert buf.corrupt_segments == 1
+    assert len(lost) == 1 and buf.corrupt_segments == 1
     (finding,) = buf.findings
     assert finding.kind == "corrupt_segment" and finding.segment == victim.name and "CRC32" in finding.detail
-    assert (tmp_path / CORRUPT_DIR / victim.name).exists()
-    assert not victim.exists()
+    assert finding.offset == hit.offset and "copied to corrupt/" in finding.action
+    assert not victim.exists()  # delivered, then deleted like any other
+
+
+async def test_a_damaged_length_field_cuts_the_rest_of_that_segment_only(tmp_path: Path) -> None:
+    segments = await filled(tmp_path)
+    victim = segments[1]
+    entries = _entries(victim)
+    hit = entries[3]
+    lost = {p.value for e in entries[3:] for p in _decode(victim.read_bytes(), e).items}
+    data = bytearray(victim.read_bytes())
+    data[hit.offset + 3] = 0x7F  # the length now points far past the end
+    victim.write_bytes(bytes(data))
+    buf, values = await reopen_and_drain(tmp_path)
+    assert values == [float(i) for i in range(200) if float(i) not in lost]
+    assert buf.corrupt_segments == 1 and "runs past the end" in buf.findings[0].detail
+
+
+async def test_a_cursor_inside_a_mended_segment_stays_valid(tmp_path: Path) -> None:
+    await filled(tmp_path)
+    buf = make(tmp_path)
+    await buf.open()
+    for _ in range(30):
+        await buf.commit(await buf.take(1))  # delivered 0..29: the cursor is inside segment 1 or 2
+    await buf.close()
+    seg = buf._unread[0].segment if buf._unread else 0
+    victim = tmp_path / segment_name(seg)
+    entries = [e for e in _entries(victim) if e.offset >= buf.log.cursor.position[1]]  # type: ignore[union-attr]
+    data = bytearray(victim.read_bytes())
+    data[entries[2].offset + codec.HEADER_SIZE + 1] ^= 0x01
+    victim.write_bytes(bytes(data))
+    _, values = await reopen_and_drain(tmp_path)
+    assert values[:2] == [30.0, 31.0] and 32.0 not in values and values[2:] == [float(i) for i in range(33, 200)]
 
 
 async def test_a_torn_tail_is_truncated_and_everything_before_it_delivered(tmp_path: Path) -> None:
@@ -237,16 +276,18 @@ async def test_a_torn_cursor_slot_falls_back_to_the_other(tmp_path: Path) -> Non
     assert values == [2.0, 3.0, 4.0, 5.0]  # one record again (from generation 2), none lost
 
 
-def _records(path: Path) -> list[Batch]:
-    from airisd.buffer.disk.segments import scan_segment
+def _entries(path: Path) -> list[Entry]:
+    return scan_segment(path, 0, 0, newest=False).entries
 
-    scan = scan_segment(path, 0, 0, newest=False)
+
+def _decode(data: bytes, e: Entry) -> Batch:
+    body = data[e.offset + codec.HEADER_SIZE: e.end]
+    return codec.decode_body(body, codec.check_body(body, codec.read_header(data[e.offset:])[1]))
+
+
+def _records(path: Path) -> list[Batch]:
     data = path.read_bytes()
-    out = []
-    for e in scan.entries:
-        body = data[e.offset + codec.HEADER_SIZE: e.end]
-        out.append(codec.decode_body(body, codec.check_body(body, codec.read_header(data[e.offset:])[1])))
-    return out
+    return [_decode(data, e) for e in _entries(path)]
 
 
 async def test_a_record_damaged_after_start_up_is_skipped_and_counted(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Disk buffers end to end: a real `airisd run` with the file output behind a disk buffer.
 
 kill -9 mid-stream loses nothing acknowledged; a broken target is waited out on disk and then
-receives everything in order; a full buffer answers 503 + Retry-After; a corrupt segment is moved
-aside, reported, and the rest delivered; `airisd buffer inspect|repair` see and fix it."""
+receives everything in order; a full buffer answers 503 + Retry-After; a corrupt segment is
+reported and kept aside as found, and everything but its damaged record delivered; `airisd buffer
+inspect|repair` see and fix it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from airisd.buffer import codec
-from airisd.buffer.disk.segments import list_segments, scan_segment, segment_name
+from airisd.buffer.disk.segments import Entry, list_segments, scan_segment, segment_name
 from tests.e2e_helpers import AirisProcess, airisd_bin
 
 pytestmark = pytest.mark.e2e
@@ -177,7 +178,7 @@ def test_a_full_disk_buffer_answers_503_with_retry_after_and_loses_nothing(tmp_p
         airis.stop()
 
 
-def test_a_corrupt_segment_is_moved_aside_reported_and_the_rest_delivered(tmp_path: Path) -> None:
+def test_a_corrupt_segment_is_reported_kept_aside_and_the_rest_delivered(tmp_path: Path) -> None:
     airis, target = setup(tmp_path)
     airis.start()
     client = airis.client("metrics")
@@ -191,16 +192,19 @@ def test_a_corrupt_segment_is_moved_aside_reported_and_the_rest_delivered(tmp_pa
     segments = [n for n in list_segments(bufdir) if (bufdir / segment_name(n)).stat().st_size]
     assert len(segments) >= 3
     victim = bufdir / segment_name(segments[1])
-    lost = set(values_in(victim))
+    entries = scan_segment(victim, 0, 0, newest=False).entries
+    hit = entries[len(entries) // 2]
+    lost = set(values_in(victim, [hit]))  # the one damaged record: its neighbours are still delivered
+    assert 0 < len(lost) < len(values_in(victim))
     data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[hit.offset + codec.HEADER_SIZE + 20] ^= 0xFF
     victim.write_bytes(bytes(data))
 
     cli = [airisd_bin(), "buffer", "inspect", "--config", str(airis.config), "--data-dir", str(airis.data_dir)]
     out = subprocess.run(cli, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"PROBLEM:  corrupt_segment in {victim.name}" in out.stdout
-    assert "1000 events" not in out.stdout  # the corrupt segment's records are not counted as waiting
+    assert f"waiting:  {1000 - len(lost)} events" in out.stdout  # the damaged record is not counted
 
     again = AirisProcess(airis.data_dir, role="metrics", config=airis.config).start()
     try:
@@ -218,14 +222,14 @@ def test_a_corrupt_segment_is_moved_aside_reported_and_the_rest_delivered(tmp_pa
     finally:
         again.stop()
     out = subprocess.run(cli, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and f"moved aside earlier: corrupt/{victim.name}" in out.stdout
+    assert out.returncode == 0 and f"kept for a post-mortem: corrupt/{victim.name}" in out.stdout
     shutil.rmtree(tmp_path / "data" / "buffers")
 
 
-def values_in(segment: Path) -> list[int]:
+def values_in(segment: Path, entries: list[Entry] | None = None) -> list[int]:
     data = segment.read_bytes()
     out = []
-    for e in scan_segment(segment, 0, 0, newest=False).entries:
+    for e in entries if entries is not None else scan_segment(segment, 0, 0, newest=False).entries:
         body = data[e.offset + codec.HEADER_SIZE: e.end]
         meta = codec.check_body(body, codec.read_header(data[e.offset:])[1])
         out += [int(p.value) for p in codec.decode_body(body, meta).items]

@@ -4,6 +4,9 @@
     header = <u32 body length> <u32 CRC32 of body>          (little-endian, 8 bytes)
     body   = <u8 signal> <u32 record count> <u64 appended at, ns> <msgpack of the items>
 
+Signal code 0 is padding: a frame that recovery writes over a damaged record so that the records
+around it keep their offsets (and the cursor stays valid). Scans skip it; it holds no events.
+
 The count and the append time sit before the payload so that a scan (recovery, inspect) learns
 how many events a record holds, and how old it is, without decoding it. Items are msgspec Structs
 (Point, LogRecord, Span), encoded as msgpack maps and decoded back into the same types.
@@ -25,6 +28,8 @@ META = struct.Struct("<BIQ")
 HEADER_SIZE = HEADER.size
 MIN_BODY = META.size
 MAX_BODY = 1 << 30  # a length beyond this is corruption, not a record
+MIN_FRAME = HEADER_SIZE + MIN_BODY
+PAD_CODE = 0
 
 SIGNAL_CODES = {Signal.METRICS: 1, Signal.LOGS: 2, Signal.TRACES: 3}
 SIGNAL_OF_CODE = {v: k for k, v in SIGNAL_CODES.items()}
@@ -44,7 +49,7 @@ class CorruptRecord(ValueError):
 class RecordMeta:
     """What a scan learns about one record without decoding its items."""
 
-    signal: Signal
+    signal: Signal | None  # None: padding
     count: int
     appended_ns: int
 
@@ -68,14 +73,26 @@ def check_body(body: bytes | memoryview, crc: int) -> RecordMeta:
     if zlib.crc32(body) != crc:
         raise CorruptRecord("CRC32 mismatch")
     code, count, appended_ns = META.unpack_from(body)
+    if code == PAD_CODE:
+        return RecordMeta(None, 0, 0)
     signal = SIGNAL_OF_CODE.get(code)
     if signal is None:
         raise CorruptRecord(f"unknown signal code {code}")
     return RecordMeta(signal, int(count), int(appended_ns))
 
 
+def padding(size: int) -> bytes:
+    """A valid frame of exactly ``size`` bytes (>= MIN_FRAME) that holds nothing."""
+    if size < MIN_FRAME:
+        raise ValueError(f"padding needs at least {MIN_FRAME} bytes, got {size}")
+    body = META.pack(PAD_CODE, 0, 0) + bytes(size - MIN_FRAME)
+    return HEADER.pack(len(body), zlib.crc32(body)) + body
+
+
 def decode_body(body: bytes | memoryview, meta: RecordMeta) -> Batch:
     """The batch of a verified body."""
+    if meta.signal is None:
+        raise CorruptRecord("a padding frame holds no batch")
     try:
         items = _DECODERS[meta.signal].decode(memoryview(body)[MIN_BODY:])
     except msgspec.DecodeError as exc:  # a checksum collision or a writer bug: never crash on it

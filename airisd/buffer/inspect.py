@@ -2,7 +2,8 @@
 
 ``inspect`` only reads (safe while the daemon runs: it then says the directory is in use, and a
 record being written at that moment may show as a torn tail). ``repair`` does what the daemon's
-start-up recovery does — truncate a torn tail, move corrupt segments to corrupt/ — and refuses
+start-up recovery does — truncate a torn tail, copy a damaged segment to corrupt/ and pad its bad
+records out — and refuses
 while a daemon holds the directory's lock.
 """
 

@@ -11,9 +11,11 @@ Layout of one buffer directory:
 
 Recovery (``SegmentLog.open``) never refuses to start: a torn tail of the newest segment (a record
 cut short by a crash: it was never acknowledged, since acknowledgement follows the fsync) is
-truncated; a segment with a bad record before its end is moved to ``corrupt/`` and reported, and
-delivery goes on with the next segment. Every open starts a fresh segment for new appends, so
-nothing is ever appended after bytes of unknown state.
+truncated; a segment with a damaged record is copied to ``corrupt/`` as it was, reported, and
+mended in place: each damaged record is overwritten by a padding frame of the same size, so that
+the good records around it are still delivered at their offsets. When a damaged length field
+leaves nothing to resume from, the rest of that segment is cut off. Delivery never stops. Every
+open starts a fresh segment for new appends, so nothing is appended after bytes of unknown state.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -96,37 +99,49 @@ class Finding:
 class SegmentScan:
     entries: list[Entry] = field(default_factory=list)
     good_end: int = 0  # offset just past the last good record
-    problem: str = ""  # "" | torn | corrupt
-    detail: str = ""
+    holes: list[tuple[int, int, str]] = field(default_factory=list)  # damaged byte ranges: start, end, why
+    torn_at: int = -1  # the newest segment's tail from here on was never completely written
+    torn_detail: str = ""
+    size: int = 0
 
 
 def scan_segment(path: Path, number: int, start: int, *, newest: bool) -> SegmentScan:
     """Verify every record from ``start``. A bad record is a torn tail when it can be one (the newest
-    segment, and nothing but that record or zero bytes after it), otherwise corruption."""
+    segment, and nothing but that record or zero bytes after it); otherwise it is damage: when its
+    length field still leads to a good record the scan goes on from there (one hole), else the rest
+    of the segment is one hole."""
     data = path.read_bytes()
-    scan = SegmentScan(good_end=start)
+    scan = SegmentScan(good_end=start, size=len(data))
     off = start
     while off < len(data):
+        resume = -1
         if len(data) - off < codec.HEADER_SIZE:
-            detail, tail_ok = f"{len(data) - off} bytes left, less than a header", True
+            detail, tail = f"{len(data) - off} bytes left, less than a header", True
         else:
             length, crc = codec.read_header(memoryview(data)[off:])
             end = off + codec.HEADER_SIZE + length
             if length > codec.MAX_BODY or end > len(data):
-                detail, tail_ok = f"record of {length} bytes runs past the end ({len(data)})", True
+                detail, tail = f"record of {length} bytes runs past the end ({len(data)})", True
             else:
                 try:
                     meta = codec.check_body(memoryview(data)[off + codec.HEADER_SIZE:end], crc)
                 except codec.CorruptRecord as exc:
                     detail = str(exc)
-                    tail_ok = end == len(data) or not any(data[off:])
+                    tail = end == len(data) or not any(data[off:])
+                    resume = end if end - off >= codec.MIN_FRAME else -1
                 else:
-                    scan.entries.append(Entry(number, off, end - off, meta.count, meta.appended_ns))
+                    if meta.signal is not None:  # padding holds nothing
+                        scan.entries.append(Entry(number, off, end - off, meta.count, meta.appended_ns))
                     off = scan.good_end = end
                     continue
-        scan.problem = "torn" if newest and tail_ok else "corrupt"
-        scan.detail = f"{detail} at offset {off}"
-        break
+        if newest and tail:
+            scan.torn_at, scan.torn_detail = off, f"{detail} at offset {off}"
+            break
+        if resume < 0 or resume >= len(data):
+            scan.holes.append((off, len(data), f"{detail} at offset {off}"))
+            break
+        scan.holes.append((off, resume, f"{detail} at offset {off}"))
+        off = resume
     return scan
 
 
@@ -196,7 +211,8 @@ def is_locked(directory: Path) -> bool:
 
 
 def quarantine(directory: Path, number: int) -> Path:
-    """Move a segment into corrupt/ (never overwriting an earlier one) and return where it went."""
+    """Copy a damaged segment into corrupt/ (never overwriting an earlier copy), for a post-mortem,
+    before recovery rewrites it; return the copy's path."""
     target_dir = directory / CORRUPT_DIR
     target_dir.mkdir(exist_ok=True)
     target = target_dir / segment_name(number)
@@ -204,15 +220,33 @@ def quarantine(directory: Path, number: int) -> Path:
     while target.exists():
         target = target_dir / f"{segment_name(number)}.{n}"
         n += 1
-    os.rename(directory / segment_name(number), target)
+    shutil.copyfile(directory / segment_name(number), target)
+    with open(target, "rb") as fh:
+        os.fsync(fh.fileno())
     fsync_dir(target_dir)
-    fsync_dir(directory)
     return target
 
 
+def _mend(path: Path, scan: SegmentScan) -> None:
+    """Pad each damaged record in place (the good ones keep their offsets, so the cursor stays
+    valid); a hole that reaches the end, or a torn tail, is cut off instead."""
+    cut = scan.torn_at if scan.torn_at >= 0 else scan.size
+    with open(path, "r+b") as fh:
+        for start, end, _ in scan.holes:
+            if end >= cut:
+                cut = min(cut, start)
+                continue
+            fh.seek(start)
+            fh.write(codec.padding(end - start))
+        fh.truncate(cut)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def recover(directory: Path, start: tuple[int, int], *, fix: bool) -> tuple[list[Entry], list[Finding]]:
-    """Scan every segment from the cursor; with ``fix``, truncate a torn tail, move corrupt
-    segments aside and delete segments wholly before the cursor."""
+    """Scan every segment from the cursor; with ``fix``, truncate a torn tail, copy a damaged
+    segment into corrupt/ and pad its bad records out, and delete segments wholly before the
+    cursor. The entries are the good records, delivered whether or not ``fix`` is set."""
     entries: list[Entry] = []
     findings: list[Finding] = []
     numbers = list_segments(directory)
@@ -225,21 +259,21 @@ def recover(directory: Path, start: tuple[int, int], *, fix: bool) -> tuple[list
         offset = start[1] if number == start[0] else 0
         scan = scan_segment(path, number, offset, newest=i == len(numbers) - 1)
         entries += scan.entries
-        if scan.problem == "torn":
-            f = Finding("torn_tail", path.name, scan.good_end, scan.detail)
+        if scan.holes:
+            damaged = sum(end - start for start, end, _ in scan.holes)
+            f = Finding("corrupt_segment", path.name, scan.holes[0][0],
+                        f"{scan.holes[0][2]}; {len(scan.holes)} damaged range(s), {damaged} bytes; "
+                        f"{len(scan.entries)} good records kept")
             if fix:
-                with open(path, "r+b") as fh:
-                    fh.truncate(scan.good_end)
-                    os.fsync(fh.fileno())
-                f.action = f"truncated to {scan.good_end} bytes"
+                copy = quarantine(directory, number)
+                f.action = f"copied to {copy.relative_to(directory)}; damaged records skipped"
             findings.append(f)
-        elif scan.problem == "corrupt":
-            del entries[len(entries) - len(scan.entries):]  # the whole segment goes aside
-            f = Finding("corrupt_segment", path.name, scan.good_end,
-                        f"{scan.detail}; {len(scan.entries)} good records before it")
-            if fix:
-                f.action = f"moved to {quarantine(directory, number).relative_to(directory)}"
+        if scan.torn_at >= 0:
+            f = Finding("torn_tail", path.name, scan.torn_at, scan.torn_detail)
+            f.action = f"truncated to {scan.torn_at} bytes" if fix else ""
             findings.append(f)
+        if fix and (scan.holes or scan.torn_at >= 0):
+            _mend(path, scan)
     if fix:
         fsync_dir(directory)
     return entries, findings
