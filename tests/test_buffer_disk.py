@@ -304,3 +304,19 @@ async def test_a_record_damaged_after_start_up_is_skipped_and_counted(tmp_path: 
     assert await drain(buf) == [0.0, 1.0, 2.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
     assert lost == [1] and buf.corrupt_records == 1 and "unreadable record" in buf.last_error
     await buf.close()
+
+
+async def test_a_failed_roll_to_a_new_segment_leaves_no_half_group(tmp_path: Path) -> None:
+    buf = make(tmp_path)
+    await buf.open()
+    await append(buf, pts(0, 10))
+    blocker = tmp_path / segment_name(buf.log.active + 1)
+    blocker.mkdir()  # the next segment cannot be created
+    with pytest.raises(Backpressure):
+        await append(buf, *(pts(100 + i * 10, 10) for i in range(20)))  # too much for one 4 KiB segment
+    blocker.rmdir()
+    await append(buf, pts(1000, 2))
+    assert await drain(buf) == [float(i) for i in range(10)] + [1000.0, 1001.0]
+    await buf.close()
+    _, values = await reopen_and_drain(tmp_path)
+    assert values == []  # nothing of the refused group surfaces later either

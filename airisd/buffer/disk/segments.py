@@ -310,18 +310,19 @@ class SegmentLog:
         return entries, findings
 
     def _start_segment(self, number: int) -> None:
-        if self._write_fd >= 0:
+        fd = os.open(self.directory / segment_name(number), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        if self._write_fd >= 0:  # closed only once the next one is open: never a dangling descriptor
             os.close(self._write_fd)
-        self._write_fd = os.open(self.directory / segment_name(number), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        fsync_dir(self.directory)
+        self._write_fd = fd
         self.active = number
         self.active_size = 0
+        fsync_dir(self.directory)
 
     def append(self, frames: list[bytes]) -> list[tuple[int, int]]:
         """Write frames and fdatasync them; return each one's (segment, offset). On failure, cut what
         this call wrote so that no half-written group stays behind, and raise."""
         positions: list[tuple[int, int]] = []
-        touched: list[tuple[int, int, int]] = []  # (fd, segment, size before)
+        touched: list[tuple[int, int]] = []  # (segment, size before)
         try:
             chunk: list[bytes] = []
             for frame in frames:
@@ -336,20 +337,20 @@ class SegmentLog:
             self._flush(chunk, touched)
             os.fdatasync(self._write_fd)
         except OSError:
-            for fd, segment, size in touched:
+            for segment, size in touched:  # by path: a rolled segment's descriptor is closed already
                 with contextlib.suppress(OSError):
-                    os.ftruncate(fd, size)
-                    if segment == self.active:
-                        self.active_size = size
+                    os.truncate(self.directory / segment_name(segment), size)
+            if touched and touched[-1][0] == self.active:
+                self.active_size = touched[-1][1]
             raise
         return positions
 
-    def _flush(self, chunk: list[bytes], touched: list[tuple[int, int, int]]) -> None:
+    def _flush(self, chunk: list[bytes], touched: list[tuple[int, int]]) -> None:
         if not chunk:
             return
         data = b"".join(chunk)
         start = self.active_size - len(data)
-        touched.append((self._write_fd, self.active, start))
+        touched.append((self.active, start))
         view = memoryview(data)
         while view:
             n = os.pwrite(self._write_fd, view, start)
