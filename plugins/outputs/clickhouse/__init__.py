@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import anyio
 from airisd_plugins.outputs.clickhouse.client import LazyClient
 from airisd_plugins.outputs.clickhouse.config import ClickHouseConfig
+from airisd_plugins.outputs.clickhouse.logs_query import ClickHouseLogStore
 from airisd_plugins.outputs.clickhouse.metrics_query import ClickHouseMetricStore
 from airisd_plugins.outputs.clickhouse.schema import migrate
 from airisd_plugins.outputs.clickhouse.writer import SeriesIds, classify, columns_for, schema_gone
@@ -38,6 +39,7 @@ class ClickHouseOutput(Output):
         self._rerun = False  # a table vanished: run every migration again
         self.applied: list[int] = []  # migration versions applied by this start
         self._metrics = ClickHouseMetricStore(self._reader, config.database)
+        self._logs = ClickHouseLogStore(self._reader, config.database)
 
     async def start(self) -> None:
         """Connect and migrate. ClickHouse down is not fatal (the first write migrates, and the
@@ -83,6 +85,8 @@ class ClickHouseOutput(Output):
     def query_api(self, signal: Signal) -> Any | None:
         if signal is Signal.METRICS:
             return self._metrics
+        if signal is Signal.LOGS:
+            return self._logs
         return None
 
     async def check(self) -> dict[str, Any]:

@@ -91,6 +91,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE {db}.spans ADD INDEX IF NOT EXISTS trace_id_idx trace_id TYPE bloom_filter(0.01) GRANULARITY 4",
         "ALTER TABLE {db}.logs ADD INDEX IF NOT EXISTS trace_id_idx trace_id TYPE bloom_filter(0.01) GRANULARITY 4",
     ]),
+    Migration(5, "log search: token arrays (logquery.tokenize) with bloom filters; attributes as typed JSON", [
+        "ALTER TABLE {db}.logs ADD COLUMN IF NOT EXISTS attributes_json String",
+        "ALTER TABLE {db}.logs ADD COLUMN IF NOT EXISTS message_tokens Array(String)",
+        "ALTER TABLE {db}.logs ADD COLUMN IF NOT EXISTS stack_tokens Array(String)",
+        "ALTER TABLE {db}.logs ADD COLUMN IF NOT EXISTS meta_tokens Array(String)",
+        "ALTER TABLE {db}.logs ADD INDEX IF NOT EXISTS message_tokens_idx message_tokens TYPE bloom_filter(0.01) "
+        "GRANULARITY 1",
+        "ALTER TABLE {db}.logs ADD INDEX IF NOT EXISTS meta_tokens_idx meta_tokens TYPE bloom_filter(0.01) "
+        "GRANULARITY 1",
+    ]),
 )
 
 TABLES = ("metrics", "logs", "spans")

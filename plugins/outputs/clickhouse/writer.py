@@ -13,6 +13,7 @@ import orjson
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from airisd.errors import PermanentError, TransientError
+from airisd.logquery import tokenize
 from airisd.model import LogRecord, Point, Signal, Span
 
 # ClickHouse error codes that retrying the same INSERT cannot fix: bad data, bad SQL, auth.
@@ -25,11 +26,12 @@ SCHEMA_GONE_CODES = frozenset({60, 81})
 
 # (column, type) as in schema.py: handing the types to insert() spares a DESCRIBE per batch.
 TS_TYPE = "DateTime64(9, 'UTC')"
-STR, LSTR, MAP = "String", "LowCardinality(String)", "Map(String, String)"
+STR, LSTR, MAP, TOKENS = "String", "LowCardinality(String)", "Map(String, String)", "Array(String)"
 METRIC_COLUMNS = [("name", LSTR), ("labels", MAP), ("series", "UInt64"), ("timestamp", TS_TYPE), ("value", "Float64")]
 LOG_COLUMNS = [("timestamp", TS_TYPE), ("level", LSTR), ("service", LSTR), ("message", STR), ("trace_id", STR),
                ("span_id", STR), ("labels", MAP), ("stack_trace", STR), ("user_id", STR), ("request_id", STR),
-               ("attributes", MAP)]
+               ("attributes", MAP), ("attributes_json", STR), ("message_tokens", TOKENS), ("stack_tokens", TOKENS),
+               ("meta_tokens", TOKENS)]
 SPAN_COLUMNS = [("trace_id", STR), ("span_id", STR), ("parent_span_id", STR), ("operation_name", LSTR),
                 ("service_name", LSTR), ("start_time", TS_TYPE), ("end_time", TS_TYPE), ("duration_ns", "Int64"),
                 ("kind", LSTR), ("error", "Bool"), ("tags", MAP), ("logs", STR)]
@@ -87,12 +89,44 @@ def _str_map(d: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in d.items()}
 
 
+def attributes_json(d: dict[str, Any]) -> str:
+    """Attributes as JSON, types kept (what log search compares by); integers beyond 64 bits as
+    text, non-finite floats as null, as the SQLite store keeps them."""
+    if not d:
+        return ""
+    try:
+        return orjson.dumps(d, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return orjson.dumps(_sanitize(d), default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _sanitize(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _sanitize(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_sanitize(x) for x in v]
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
+        return str(v)
+    return v
+
+
+def meta_tokens(r: LogRecord) -> list[str]:
+    """The six short fields' tokens, each field's run ended by "." (no query token is ".")."""
+    out: list[str] = []
+    for value in (r.level, r.service, r.trace_id, r.span_id, r.user_id, r.request_id):
+        out += tokenize(value) if value else ()
+        out.append(".")
+    return out
+
+
 def log_columns(items: list[LogRecord]) -> list[list[Any]]:
     return [
         [r.ts for r in items], [r.level for r in items], [r.service for r in items], [r.message for r in items],
         [r.trace_id for r in items], [r.span_id for r in items], [r.labels for r in items],
         [r.stack_trace for r in items], [r.user_id for r in items], [r.request_id for r in items],
-        [_str_map(r.attributes) for r in items],
+        [_str_map(r.attributes) for r in items], [attributes_json(r.attributes) for r in items],
+        [tokenize(r.message) for r in items], [tokenize(r.stack_trace) if r.stack_trace else [] for r in items],
+        [meta_tokens(r) for r in items],
     ]
 
 
