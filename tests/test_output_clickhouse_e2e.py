@@ -218,3 +218,43 @@ def test_kill_9_airisd_mid_stream_loses_nothing_acknowledged(tmp_path: Path, chd
         assert raw - unique <= 500
     finally:
         again.stop()
+
+
+LOG_CONFIG = """
+[agent]
+role = "log"
+[[inputs.http_logs]]
+[[outputs.clickhouse]]
+host = "127.0.0.1"
+port = {port}
+database = "e2e_logs"
+flush_interval_secs = 0.05
+[stores]
+log = "clickhouse"
+"""
+
+
+def test_logs_posted_are_searched_in_clickhouse(tmp_path: Path, chdb: ServerProcess) -> None:
+    cfg = tmp_path / "airisd.toml"
+    cfg.write_text(LOG_CONFIG.format(port=chdb.port))
+    airis = AirisProcess(tmp_path / "data", role="log", config=cfg).start()
+    try:
+        client = airis.client("log")
+        logs = [{"level": "ERROR", "message": "Database connection failed", "service": "user-api",
+                 "trace_id": "abc123", "http.status": 500},
+                {"level": "INFO", "message": "user logged in", "service": "auth"}]
+        assert client.post("/logs/batch", json={"logs": logs}).status_code == 201
+
+        def search(q: str) -> list[dict[str, Any]]:
+            resp = client.get("/logs/search", params={"q": q})
+            assert resp.status_code == 200, resp.text
+            return list(resp.json()["data"]["items"])
+
+        wait_for(lambda: len(search("")) == 2, 20, "the logs in ClickHouse")
+        hits = search('"connection failed" AND level:error AND http.status:500')
+        assert [h["message"] for h in hits] == ["Database connection failed"]
+        assert search("service:AUTH")[0]["message"] == "user logged in"
+        page = client.get("/logs", params={"sort": "timestamp:asc", "size": 1}).json()["data"]
+        assert page["total"] == 2 and len(page["items"]) == 1
+    finally:
+        airis.stop()
