@@ -23,6 +23,7 @@ the query store can find a trace by the id the user knows (:func:`wire_trace_id`
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,12 +44,13 @@ SCOPE_VERSION = "otel.scope.version"
 STATUS_CODE = "otel.status_code"
 STATUS_DESCRIPTION = "otel.status_description"
 _KIND = {"": 0, "internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
-_HEX = frozenset("0123456789abcdef")
+_HEX_RE = re.compile("[0-9a-f]+")
 _SERVICE_KEY = RESOURCE_PREFIX + "service.name"  # would collide with the service: stays an attribute
+_SPECIAL_PREFIXES = (RESOURCE_PREFIX, "otel.scope.")
 
 
 def _is_hex(text: str, size: int) -> bool:
-    return len(text) == 2 * size and _HEX.issuperset(text) and text.strip("0") != ""
+    return len(text) == 2 * size and _HEX_RE.fullmatch(text) is not None and text.strip("0") != ""
 
 
 def _digest(text: str, size: int) -> bytes:
@@ -71,14 +73,23 @@ def wire_span_id(span_id: str) -> bytes:
 
 
 def _set_value(kv: KeyValue, value: Any) -> None:
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str:
+        kv.value.string_value = value
+    elif kind is bool:
+        kv.value.bool_value = value
+    elif kind is int:
+        kv.value.int_value = value
+    elif kind is float:
+        kv.value.double_value = value
+    elif isinstance(value, bool):
         kv.value.bool_value = value
     elif isinstance(value, int):
         kv.value.int_value = value
     elif isinstance(value, float):
         kv.value.double_value = value
     else:
-        kv.value.string_value = value if isinstance(value, str) else str(value)
+        kv.value.string_value = str(value)
 
 
 def _add_attributes(target: Any, items: Iterable[tuple[str, Any]]) -> None:
@@ -94,7 +105,9 @@ def _split_tags(span: Span) -> tuple[tuple[tuple[str, Any], ...], tuple[str, str
     attrs: list[tuple[str, Any]] = []
     name = version = ""
     for key, value in span.tags.items():
-        if key.startswith(RESOURCE_PREFIX) and len(key) > len(RESOURCE_PREFIX) and key != _SERVICE_KEY:
+        if not key.startswith(_SPECIAL_PREFIXES):
+            attrs.append((key, value))
+        elif key.startswith(RESOURCE_PREFIX) and len(key) > len(RESOURCE_PREFIX) and key != _SERVICE_KEY:
             resource.append((key[len(RESOURCE_PREFIX):], value))
         elif key == SCOPE_NAME and isinstance(value, str) and value:
             name = value
@@ -107,12 +120,13 @@ def _split_tags(span: Span) -> tuple[tuple[tuple[str, Any], ...], tuple[str, str
 
 def _status(span: Span, attrs: list[tuple[str, Any]]) -> tuple[int, str, list[tuple[str, Any]]]:
     """(status code, message, the attributes left) for a span."""
-    tags = dict(attrs)
-    tag = tags.get(STATUS_CODE)
+    tag = span.tags.get(STATUS_CODE)
     code = 2 if span.error else 1 if tag == "OK" else 2 if tag == "ERROR" else 0
     if code == 0:
         return 0, "", attrs
-    message = tags.get(STATUS_DESCRIPTION)
+    message = span.tags.get(STATUS_DESCRIPTION)
+    if tag is None and message is None:
+        return code, "", attrs
     if isinstance(message, str) and message:
         return code, message, [(k, v) for k, v in attrs if k not in (STATUS_CODE, STATUS_DESCRIPTION)]
     return code, "", [(k, v) for k, v in attrs if k != STATUS_CODE]
