@@ -333,8 +333,27 @@ class Pipeline:
                 r.drop(offer, "buffer_full")
             elif (waiter := r.enqueue(offer)) is not None:
                 waiters.append(waiter)
-        for waiter in waiters:
-            await waiter.wait()
+        if len(waiters) == 1:
+            await waiters[0].wait()
+        elif waiters:  # a store's commit and a disk buffer's fsync overlap instead of adding up
+            await _wait_all(waiters)
 
     def queue_depths(self) -> dict[str, int]:
         return {f"{r.name}/{r.signal.value}": r.queued_items for rs in self.runners.values() for r in rs}
+
+
+async def _wait_all(waiters: list[Waiter]) -> None:
+    """Wait for every waiter concurrently; raise the first error (not an ExceptionGroup)."""
+    errors: list[BaseException] = []
+
+    async def one(waiter: Waiter) -> None:
+        try:
+            await waiter.wait()
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for waiter in waiters:
+            tg.start_soon(one, waiter)
+    if errors:
+        raise errors[0]

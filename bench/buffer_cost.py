@@ -6,7 +6,7 @@ table of medians and the disk/memory ratio.
     .venv/bin/python bench/buffer_cost.py [--runs 3] [--secs 10] [--workdir DIR]
 
 Each run starts airisd on a fresh data directory, drives it with wrk (bench/lua/batch.lua: 1000
-points per request, 4 connections), stops it with SIGTERM, then checks that the file output holds
+points per request, 4 connections unless --connections), stops it with SIGTERM, then checks that the file output holds
 at least every acknowledged point (the disk buffer's data is delivered or still on disk; with
 SIGTERM and a working target it is delivered).
 """
@@ -46,7 +46,7 @@ type = "{kind}"
 """
 
 
-def one_run(workdir: Path, kind: str, secs: int, base_ms: int) -> tuple[WrkResult, int, int]:
+def one_run(workdir: Path, kind: str, secs: int, base_ms: int, connections: int) -> tuple[WrkResult, int, int]:
     run_dir = workdir / f"run-{kind}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -64,7 +64,7 @@ def one_run(workdir: Path, kind: str, secs: int, base_ms: int) -> tuple[WrkResul
         token = airisd_token(server)
         result = run_wrk(server.base_url, "batch.lua",
                          ["json", str(SERIES), str(PER_SERIES), str(base_ms), token or "-"],
-                         server_pid=server.pid, threads=2, connections=4, duration_secs=secs)
+                         server_pid=server.pid, threads=2, connections=connections, duration_secs=secs)
         server.check_alive()
     finally:
         server.stop()
@@ -78,6 +78,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--secs", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=4, help="wrk connections (concurrent requests)")
     ap.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "buffer_cost")
     args = ap.parse_args()
     rates: dict[str, list[float]] = {"memory": [], "disk": []}
@@ -87,7 +88,8 @@ def main() -> int:
     order = [("memory", "disk") if i % 2 == 0 else ("disk", "memory") for i in range(args.runs)]
     for i, pair in enumerate(order):
         for kind in pair:
-            result, acked, lines = one_run(args.workdir, kind, args.secs, base_ms + i * 10 * 3_600_000)
+            result, acked, lines = one_run(args.workdir, kind, args.secs, base_ms + i * 10 * 3_600_000,
+                                             args.connections)
             rate = acked / result.duration_secs
             rates[kind].append(rate)
             cpu[kind].append(result.server_cpu_pct)
@@ -105,7 +107,7 @@ def main() -> int:
         runs = ", ".join(f"{r:,.0f}" for r in rates[kind])
         print(f"| {kind} | {med[kind]:,.0f} | {runs} | {statistics.median(cpu[kind]):.0f} |")
     print(f"\ndisk / memory: **{med['disk'] / med['memory']:.2f}** "
-          f"(POST /metrics/batch, 1000 points per request, 4 connections, {args.secs} s per run; "
+          f"(POST /metrics/batch, 1000 points per request, {args.connections} connections, {args.secs} s per run; "
           "sqlite store on in both)")
     for p in problems:
         print(f"- problem: {p}")
