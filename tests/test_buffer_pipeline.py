@@ -174,3 +174,17 @@ def test_the_daemon_refuses_buffer_configs_that_cannot_work(tmp_path: Path, outp
     daemon = Daemon(build_config(tomllib.loads(text), source="t.toml", environ={}), build_registry())
     with pytest.raises(ConfigError, match=re.escape(message)):
         daemon.build()
+
+
+async def test_a_store_and_a_disk_buffer_are_waited_for_together(tmp_path: Path) -> None:
+    metrics = Registry()
+    store = FakeOutput(OutputConfig(), make_ctx(tmp_path, metrics=metrics), durable=True)
+    store.fail = [PermanentError("bad row")]
+    forwarder = output(tmp_path, metrics, type="disk")
+    pipeline, runners = pipeline_of(store, forwarder, metrics=metrics)
+    async with running(runners):
+        with pytest.raises(PermanentError, match="bad row"):  # the store's error, not an ExceptionGroup
+            await pipeline.submit(pts(2))
+        await pipeline.submit(pts(1, start=7))
+    assert [p.ts for p in store.items] == [7]
+    assert [p.ts for p in forwarder.items] == [0, 1, 7]
