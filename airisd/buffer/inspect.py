@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airisd.buffer.config import BufferConfig
 from airisd.buffer.disk.segments import (
     CORRUPT_DIR,
     CURSOR_FILE,
@@ -84,4 +83,4 @@ def repair_dir(directory: Path) -> dict[str, Any]:
             "findings": [f.as_dict() for f in findings]}
 
 
-__all__ = ["BufferConfig", "buffer_dirs", "inspect_dir", "repair_dir"]
+__all__ = ["buffer_dirs", "inspect_dir", "repair_dir"]
