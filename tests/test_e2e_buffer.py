@@ -139,6 +139,8 @@ def test_a_broken_target_is_waited_out_on_disk_then_gets_everything_in_order(tmp
         wait_for(lambda: int(file_health(airis)["retried"]) >= 2, what="failed writes")  # type: ignore[call-overload]
         health = file_health(airis)
         assert health["buffered_events"] == 390
+        assert 0 < float(health["oldest_age_seconds"]) < 60  # type: ignore[arg-type]
+        assert int(health["buffered_bytes"]) > 0  # type: ignore[call-overload]
         assert "out.jsonl" in str(health["last_error"])
         assert health["buffer"]["type"] == "disk"  # type: ignore[index]
         metrics = client.get("/metrics/prometheus").text
