@@ -7,6 +7,7 @@ Native format fastest). ``date`` is left to the server's DEFAULT toDate(timestam
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -110,11 +111,17 @@ def _sanitize(v: Any) -> Any:
     return v
 
 
+@lru_cache(maxsize=4096)
+def _meta_head(level: str, service: str) -> tuple[str, ...]:  # levels and service names repeat
+    return (*tokenize(level), ".", *tokenize(service), ".")
+
+
 def meta_tokens(r: LogRecord) -> list[str]:
     """The six short fields' tokens, each field's run ended by "." (no query token is ".")."""
-    out: list[str] = []
-    for value in (r.level, r.service, r.trace_id, r.span_id, r.user_id, r.request_id):
-        out += tokenize(value) if value else ()
+    out = list(_meta_head(r.level, r.service))
+    for value in (r.trace_id, r.span_id, r.user_id, r.request_id):
+        if value:
+            out += tokenize(value)
         out.append(".")
     return out
 
