@@ -7,7 +7,8 @@
   ids back in the form the user sent them;
 - the error flag is read as :func:`airisd.traceformats.is_error` does; the boolean ``error`` tag
   that Jaeger adds to a span with status ERROR is dropped again, as it only repeats the flag;
-- a log's ``event`` field is its message.
+- a log's ``event`` field is its message;
+- a span id seen twice (a batch delivered twice) gives one span, the last copy, as SQLite does.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def original_trace_id(trace: dict[str, Any]) -> str:
 
 
 def spans_of(trace: dict[str, Any]) -> list[Span]:
-    """The trace's spans, ordered by start time (then span id)."""
+    """The trace's spans, one per span id, ordered by start time (then span id)."""
     processes = trace.get("processes") or {}
     out: list[Span] = []
     for raw in trace.get("spans") or ():
@@ -100,5 +101,5 @@ def spans_of(trace: dict[str, Any]) -> list[Span]:
             tags=all_tags,
             logs=logs,
         ))
-    out.sort(key=lambda s: (s.start_ts, s.span_id))
-    return out
+    latest = {s.span_id: s for s in out}  # a span delivered twice (at-least-once) is shown once
+    return sorted(latest.values(), key=lambda s: (s.start_ts, s.span_id))
