@@ -1,6 +1,6 @@
 """The clickhouse output: metrics, logs and spans into ClickHouse tables created and migrated on
-start, with batch (column-oriented, Native) inserts; and ClickHouse as the metrics role's store
-(``[stores] metrics = "clickhouse"``) through ``query_api``."""
+start, with batch (column-oriented, Native) inserts; and ClickHouse as a store the roles query
+(``[stores] metrics|log|trace = "clickhouse"``) through ``query_api``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from airisd_plugins.outputs.clickhouse.config import ClickHouseConfig
 from airisd_plugins.outputs.clickhouse.logs_query import ClickHouseLogStore
 from airisd_plugins.outputs.clickhouse.metrics_query import ClickHouseMetricStore
 from airisd_plugins.outputs.clickhouse.schema import migrate
+from airisd_plugins.outputs.clickhouse.traces_query import ClickHouseTraceStore
 from airisd_plugins.outputs.clickhouse.writer import SeriesIds, classify, columns_for, schema_gone
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -40,6 +41,7 @@ class ClickHouseOutput(Output):
         self.applied: list[int] = []  # migration versions applied by this start
         self._metrics = ClickHouseMetricStore(self._reader, config.database)
         self._logs = ClickHouseLogStore(self._reader, config.database)
+        self._traces = ClickHouseTraceStore(self._reader, config.database)
 
     async def start(self) -> None:
         """Connect and migrate. ClickHouse down is not fatal (the first write migrates, and the
@@ -87,7 +89,7 @@ class ClickHouseOutput(Output):
             return self._metrics
         if signal is Signal.LOGS:
             return self._logs
-        return None
+        return self._traces
 
     async def check(self) -> dict[str, Any]:
         """For /health/detailed: does ClickHouse answer?"""

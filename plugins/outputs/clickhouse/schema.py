@@ -101,6 +101,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE {db}.logs ADD INDEX IF NOT EXISTS meta_tokens_idx meta_tokens TYPE bloom_filter(0.01) "
         "GRANULARITY 1",
     ]),
+    Migration(6, "spans: tags as typed JSON (the trace store gives them back as sent)", [
+        "ALTER TABLE {db}.spans ADD COLUMN IF NOT EXISTS tags_json String",
+    ]),
 )
 
 TABLES = ("metrics", "logs", "spans")

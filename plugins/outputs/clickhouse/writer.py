@@ -16,6 +16,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError,
 from airisd.errors import PermanentError, TransientError
 from airisd.logquery import tokenize
 from airisd.model import LogRecord, Point, Signal, Span
+from airisd.traceformats import stringify_tag
 
 # ClickHouse error codes that retrying the same INSERT cannot fix: bad data, bad SQL, auth.
 PERMANENT_CODES = frozenset({
@@ -35,7 +36,7 @@ LOG_COLUMNS = [("timestamp", TS_TYPE), ("level", LSTR), ("service", LSTR), ("mes
                ("meta_tokens", TOKENS)]
 SPAN_COLUMNS = [("trace_id", STR), ("span_id", STR), ("parent_span_id", STR), ("operation_name", LSTR),
                 ("service_name", LSTR), ("start_time", TS_TYPE), ("end_time", TS_TYPE), ("duration_ns", "Int64"),
-                ("kind", LSTR), ("error", "Bool"), ("tags", MAP), ("logs", STR)]
+                ("kind", LSTR), ("error", "Bool"), ("tags", MAP), ("logs", STR), ("tags_json", STR)]
 TABLE_OF = {Signal.METRICS: "metrics", Signal.LOGS: "logs", Signal.TRACES: "spans"}
 
 
@@ -138,13 +139,15 @@ def log_columns(items: list[LogRecord]) -> list[list[Any]]:
 
 
 def span_columns(items: list[Span]) -> list[list[Any]]:
+    """``tags`` holds each value as tag filters compare it (stringify_tag), ``tags_json`` as sent."""
     return [
         [s.trace_id for s in items], [s.span_id for s in items], [s.parent_span_id for s in items],
         [s.operation_name for s in items], [s.service_name for s in items], [s.start_ts for s in items],
         [s.end_ts for s in items], [s.end_ts - s.start_ts for s in items], [s.kind for s in items],
-        [s.error for s in items], [_str_map(s.tags) for s in items],
+        [s.error for s in items], [{k: stringify_tag(v) for k, v in s.tags.items()} for s in items],
         [orjson.dumps([{"ts": lg.ts, "message": lg.message, "fields": lg.fields} for lg in s.logs]).decode()
-         for s in items],
+         if s.logs else "" for s in items],
+        [orjson.dumps(s.tags).decode() if s.tags else "" for s in items],
     ]
 
 
