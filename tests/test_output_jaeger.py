@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from airisd_plugins.outputs.jaeger.config import JaegerConfig, query_url, traces_url
+from airisd_plugins.outputs.jaeger.config import JaegerConfig, query_url, redacted, traces_url
 from airisd_plugins.outputs.jaeger.exporter import OtlpHttpExporter, RetryLater, retry_after_secs
 from airisd_plugins.outputs.jaeger.jaeger_json import spans_of
 from airisd_plugins.outputs.jaeger.otlp import (
@@ -87,6 +87,13 @@ def test_bad_config_names_option_and_value(options: dict[str, Any], message: str
 def test_unknown_option_is_an_error() -> None:
     with pytest.raises(msgspec.ValidationError, match="endpont"):
         msgspec.convert({"endpont": "http://x"}, JaegerConfig)
+
+
+def test_urls_in_messages_lose_their_credentials() -> None:
+    assert redacted("https://user:secret@jaeger:4318/v1/traces") == "https://jaeger:4318/v1/traces"
+    assert redacted("http://[::1]:16686") == "http://[::1]:16686"
+    exporter = OtlpHttpExporter("http://u:pw@127.0.0.1:1/v1/traces", headers={}, timeout_secs=1, gzip_body=False)
+    assert "pw" not in exporter.shown_url
 
 
 # -- spans for the property tests ----------------------------------------------------------------

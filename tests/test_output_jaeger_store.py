@@ -193,6 +193,8 @@ def test_front_daemon_answers_from_the_standin(pair: Pair) -> None:
     assert [t["traceID"] for t in jaeger] == ["0af7651916cd43dd8448eb211c80319c"]
     ops = client.get("/api/operations", params={"service": "order-db"}).json()["data"]
     assert ops == [{"name": "SELECT orders", "spanKind": "client"}]
+    health = client.get("/health/detailed").json()["data"]
+    assert health["stores"]["jaeger"]["traces"] == {"reachable": True, "query_url": pair.standin.url("trace")}
 
 
 def test_unreachable_backend_is_transient_and_503(tmp_path: Path) -> None:
@@ -211,6 +213,8 @@ def test_unreachable_backend_is_transient_and_503(tmp_path: Path) -> None:
         front.start(timeout=START_SECS)
         resp = front.client("trace").get("/traces/search", params={"service": "x"})
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "STORE_UNAVAILABLE"
+        health = front.client("trace").get("/health/detailed").json()["data"]
+        assert health["status"] == "degraded" and health["stores"]["jaeger"]["traces"]["reachable"] is False
     finally:
         front.stop()
 

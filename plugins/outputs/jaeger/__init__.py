@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import anyio
-from airisd_plugins.outputs.jaeger.config import JaegerConfig
+from airisd_plugins.outputs.jaeger.config import JaegerConfig, redacted
 from airisd_plugins.outputs.jaeger.exporter import OtlpHttpExporter, RetryLater
 from airisd_plugins.outputs.jaeger.otlp import encode_spans
 from airisd_plugins.outputs.jaeger.query import JaegerQueryStore
@@ -37,7 +37,7 @@ class JaegerOutput(Output):
 
     async def start(self) -> None:
         await self.exporter.start()
-        self.ctx.log.info("jaeger output", extra={"kv": {"endpoint": self.url}})
+        self.ctx.log.info("jaeger output", extra={"kv": {"endpoint": redacted(self.url)}})
 
     async def write(self, batch: Batch) -> None:
         if batch.signal is not Signal.TRACES or not batch.items:
@@ -54,9 +54,9 @@ class JaegerOutput(Output):
                 await anyio.sleep(exc.retry_after_secs)
             raise
         if outcome.rejected_spans:
-            self.m_rejected.inc(outcome.rejected_spans, self.url)
+            self.m_rejected.inc(outcome.rejected_spans, redacted(self.url))
             self.ctx.log.warning("receiver rejected spans", extra={"kv": {
-                "endpoint": self.url, "rejected": outcome.rejected_spans, "sent": len(items),
+                "endpoint": redacted(self.url), "rejected": outcome.rejected_spans, "sent": len(items),
                 "message": outcome.message[:200]}})
 
     def query_api(self, signal: Signal) -> Any | None:
@@ -66,6 +66,18 @@ class JaegerOutput(Output):
             self._store = JaegerQueryStore(self.config.query_base_url(), headers=dict(self.config.query_headers),
                                            timeout_secs=self.config.query_timeout_secs)
         return self._store
+
+    async def check(self) -> dict[str, Any]:
+        """For /health/detailed, when this output answers the trace role's queries: can the query
+        API be read?"""
+        if self._store is None:
+            return {}
+        where = self._store.shown_url
+        try:
+            await anyio.to_thread.run_sync(self._store.services)
+        except Exception as exc:
+            return {"traces": {"reachable": False, "query_url": where, "error": f"{type(exc).__name__}: {exc}"}}
+        return {"traces": {"reachable": True, "query_url": where}}
 
     async def shutdown(self) -> None:
         await self.exporter.close()

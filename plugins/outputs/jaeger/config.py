@@ -99,3 +99,14 @@ def query_url(configured: str, endpoint: str) -> str:
     host = urlsplit(traces_url(endpoint)).hostname or ""
     host = f"[{host}]" if ":" in host else host
     return f"{scheme}://{host}:{QUERY_PORT}"
+
+
+def redacted(url: str) -> str:
+    """The URL without a user or password, for logs and health output."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 
 import anyio
 import httpx
+from airisd_plugins.outputs.jaeger.config import redacted
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
@@ -81,6 +82,7 @@ class OtlpHttpExporter:
 
     def __init__(self, url: str, *, headers: dict[str, str], timeout_secs: float, gzip_body: bool) -> None:
         self.url = url
+        self.shown_url = redacted(url)  # for messages: no user or password
         self.gzip_body = gzip_body
         base = {"Content-Type": PROTOBUF, "Accept": PROTOBUF}
         if gzip_body:
@@ -106,11 +108,11 @@ class OtlpHttpExporter:
         try:
             response = await self._client.post(self.url, content=body)
         except httpx.TransportError as exc:  # refused, reset, DNS, timeouts
-            raise TransientError(f"POST {self.url}: {type(exc).__name__}: {exc}") from exc
+            raise TransientError(f"POST {self.shown_url}: {type(exc).__name__}: {exc}") from exc
         status = response.status_code
         if 200 <= status < 300:
             return parse_response(response.content)
-        detail = f"POST {self.url}: HTTP {status}: {_body_excerpt(response)}"
+        detail = f"POST {self.shown_url}: HTTP {status}: {_body_excerpt(response)}"
         if status in RETRYABLE:
             raise RetryLater(detail, retry_after_secs=retry_after_secs(response.headers.get("retry-after")))
         raise PermanentError(detail)

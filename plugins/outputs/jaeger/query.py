@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import orjson
+from airisd_plugins.outputs.jaeger.config import redacted
 from airisd_plugins.outputs.jaeger.jaeger_json import original_trace_id, spans_of
 from airisd_plugins.outputs.jaeger.otlp import wire_trace_id
 
@@ -39,6 +40,7 @@ _MAX_SERVICES_FANOUT = 200
 class JaegerQueryStore:
     def __init__(self, base_url: str, *, headers: dict[str, str] | None = None, timeout_secs: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redacted(self.base_url)  # for messages: no user or password
         self._headers = {"Accept": "application/json", **(headers or {})}
         self._timeout = httpx.Timeout(timeout_secs)
         self._client: httpx.Client | None = None
@@ -62,7 +64,7 @@ class JaegerQueryStore:
         try:
             response = self._http().get(path, params=params)
         except httpx.TransportError as exc:
-            raise TransientError(f"jaeger query {self.base_url}{path}: {type(exc).__name__}: {exc}") from exc
+            raise TransientError(f"jaeger query {self.shown_url}{path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code != 200:
