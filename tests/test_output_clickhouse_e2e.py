@@ -258,3 +258,48 @@ def test_logs_posted_are_searched_in_clickhouse(tmp_path: Path, chdb: ServerProc
         assert page["total"] == 2 and len(page["items"]) == 1
     finally:
         airis.stop()
+
+
+TRACE_CONFIG = """
+[agent]
+role = "trace"
+[[inputs.http_traces]]
+[[outputs.clickhouse]]
+host = "127.0.0.1"
+port = {port}
+database = "e2e_traces"
+flush_interval_secs = 0.05
+[stores]
+trace = "clickhouse"
+"""
+
+
+def test_traces_posted_are_read_back_from_clickhouse(tmp_path: Path, chdb: ServerProcess) -> None:
+    cfg = tmp_path / "airisd.toml"
+    cfg.write_text(TRACE_CONFIG.format(port=chdb.port))
+    airis = AirisProcess(tmp_path / "data", role="trace", config=cfg).start()
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 600))
+    spans = [{"trace_id": "ch-trace-1", "span_id": "root", "operation_name": "GET /api/users",
+              "service_name": "user-api", "start_time": f"{start}.000Z", "end_time": f"{start}.250Z",
+              "tags": {"http.status_code": 200, "component": "http"}},
+             {"trace_id": "ch-trace-1", "span_id": "db", "parent_span_id": "root", "operation_name": "SELECT users",
+              "service_name": "user-db", "start_time": f"{start}.010Z", "end_time": f"{start}.200Z",
+              "tags": {"error": True}}]
+    try:
+        client = airis.client("trace")
+        assert client.post("/traces/batch", json={"spans": spans}).status_code == 201
+
+        def trace() -> dict[str, Any] | None:
+            resp = client.get("/traces/ch-trace-1")
+            return resp.json()["data"] if resp.status_code == 200 else None
+
+        wait_for(lambda: trace() is not None and len(trace()["spans"]) == 2, 20, "the trace in ClickHouse")  # type: ignore[index]
+        data = trace()
+        assert data is not None
+        assert [s["span_id"] for s in data["spans"]] == ["root", "db"]
+        assert data["spans"][0]["tags"]["http.status_code"] == 200  # types kept
+        found = client.get("/traces/search", params={"service": "user-db", "tags": "error:true"}).json()["data"]
+        assert [t["trace_id"] for t in found["traces"]] == ["ch-trace-1"]
+        assert client.get("/api/services").json()["data"] == ["user-api", "user-db"]
+    finally:
+        airis.stop()
