@@ -7,12 +7,15 @@ from __future__ import annotations
 import gzip
 import http.server
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import orjson
 import pytest
+from airisd_plugins.outputs.jaeger import JaegerOutput
 from airisd_plugins.outputs.jaeger.config import JaegerConfig, query_url, redacted, traces_url
 from airisd_plugins.outputs.jaeger.exporter import OtlpHttpExporter, RetryLater, retry_after_secs
 from airisd_plugins.outputs.jaeger.jaeger_json import spans_of
@@ -34,8 +37,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from airisd.errors import PermanentError, TransientError
-from airisd.model import Span, SpanLog
+from airisd.model import Batch, Signal, Span, SpanLog
 from airisd.otlp_traces import PROTOBUF, decode_otlp_traces
+from airisd.testing import make_context
 from airisd.timeparse import MAX_TS_NS
 from airisd.traceformats import is_error, jaeger_trace
 from tests.e2e_helpers import free_port
@@ -340,3 +344,23 @@ def test_retry_after_parses_seconds_and_dates() -> None:
     assert retry_after_secs(None) == 0.0
     assert retry_after_secs("100000") == 60.0  # capped: the runner's backoff takes over
     assert retry_after_secs("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+
+
+@pytest.mark.anyio
+async def test_output_waits_out_retry_after_and_counts_rejected_spans(receiver: _Receiver, tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, name="jaeger")
+    output = JaegerOutput(JaegerConfig(endpoint=f"http://127.0.0.1:{receiver.server_port}"), ctx)
+    partial = ExportTraceServiceResponse(partial_success=ExportTracePartialSuccess(rejected_spans=1))
+    receiver.replies += [(429, {"Retry-After": "1"}, b""), (200, {}, partial.SerializeToString())]
+    await output.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RetryLater):
+            await output.write(Batch(Signal.TRACES, [SPAN]))
+        assert time.monotonic() - started >= 0.9  # the server's Retry-After, before the runner's own backoff
+        await output.write(Batch(Signal.TRACES, [SPAN, SPAN]))
+    finally:
+        await output.shutdown()
+        await output.shutdown()
+    assert output.m_rejected.get(output.url) == 1
+    assert len(receiver.received) == 2
