@@ -269,3 +269,13 @@ def test_unreachable_server_is_transient_for_writes_and_queries(tmp_path: Path) 
             await out.shutdown()
 
     anyio.run(main)
+
+
+def test_query_apis_answer_the_roles_protocols(tmp_path: Path) -> None:
+    from airisd.query import LogQuery, MetricQuery, TraceQuery
+    from tests.e2e_helpers import free_port
+
+    out = make_output(ServerProcess("none", [], free_port(), tmp_path), "x")  # no connection made here
+    assert isinstance(out.query_api(Signal.METRICS), MetricQuery)
+    assert isinstance(out.query_api(Signal.LOGS), LogQuery)
+    assert isinstance(out.query_api(Signal.TRACES), TraceQuery)
