@@ -212,7 +212,8 @@ def test_points_posted_to_a_are_queryable_on_b(tmp_path: Path, broker: ServerPro
         cb = b.client("metrics")
         deadline = time.monotonic() + 60
         while True:
-            data = cb.get("/metrics/query", params={"name": "split.cpu", "from": str(t0 - 1000), "to": str(t0 + 60_000)}).json()["data"]
+            params = {"name": "split.cpu", "from": str(t0 - 1000), "to": str(t0 + 60_000)}
+            data = cb.get("/metrics/query", params=params).json()["data"]
             got = {(s["labels"]["host"], p["value"]) for s in data["series"] for p in s["points"]}
             if len(got) == 400 or time.monotonic() > deadline:
                 break
