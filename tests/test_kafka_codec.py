@@ -7,11 +7,14 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiokafka import errors as kerr
 from airisd_plugins.inputs.kafka import KafkaInput, KafkaInputConfig, RateLimitedLog
 from airisd_plugins.outputs.kafka import KafkaOutput, KafkaOutputConfig, codec
+from airisd_plugins.outputs.kafka.common import classify
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airisd.errors import PermanentError, TransientError
 from airisd.model import Batch, LogRecord, Point, Signal, Span, SpanLog
 from tests.conftest import make_ctx
 
@@ -187,3 +190,17 @@ def test_rate_limited_log_counts_what_it_holds_back() -> None:
     rl._last["bad"] -= 7200  # the interval has passed
     rl.warning("bad", {"i": 5})
     assert lines == [{"i": 0}, {"i": 5, "suppressed": 4}]
+
+
+@pytest.mark.parametrize(("exc", "kind"), [
+    (kerr.KafkaConnectionError("refused"), TransientError),
+    (kerr.KafkaTimeoutError(), TransientError),
+    (kerr.NotLeaderForPartitionError(), TransientError),
+    (kerr.UnknownError(), TransientError),  # unknown: retried, never dropped
+    (kerr.MessageSizeTooLargeError(), PermanentError),
+    (kerr.TopicAuthorizationFailedError(), PermanentError),
+    (kerr.InvalidTopicError(), PermanentError),
+])
+def test_kafka_errors_are_split_into_transient_and_permanent(exc: Exception, kind: type) -> None:
+    got = classify(exc, "kafka t")
+    assert type(got) is kind and type(exc).__name__ in str(got)
