@@ -233,7 +233,8 @@ async def test_input_emits_every_signal_and_commits_after(tmp_path: Path, broker
         assert {k: v for k, v in (await committed(broker, group, topic)).items() if v is not None} == ends
 
 
-async def test_input_waits_through_backpressure_without_skipping_in_chunks(tmp_path: Path, broker: ServerProcess) -> None:
+async def test_input_waits_through_backpressure_without_skipping_in_chunks(tmp_path: Path,
+                                                                           broker: ServerProcess) -> None:
     p = prefix()
     out = make_output(tmp_path, broker, topic_prefix=p, key={"metrics": "none"}, max_records_per_message=10)
     sent = points(100)
