@@ -3,6 +3,7 @@ records (hypothesis), keys, headers, poison messages, and config errors that quo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -10,7 +11,7 @@ import pytest
 from aiokafka import errors as kerr
 from airisd_plugins.inputs.kafka import KafkaInput, KafkaInputConfig, RateLimitedLog
 from airisd_plugins.outputs.kafka import KafkaOutput, KafkaOutputConfig, codec
-from airisd_plugins.outputs.kafka.common import classify
+from airisd_plugins.outputs.kafka.common import classify, route_client_logs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +205,15 @@ def test_rate_limited_log_counts_what_it_holds_back() -> None:
 def test_kafka_errors_are_split_into_transient_and_permanent(exc: Exception, kind: type) -> None:
     got = classify(exc, "kafka t")
     assert type(got) is kind and type(exc).__name__ in str(got)
+
+
+def test_client_logs_are_routed_and_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    route_client_logs()
+    route_client_logs()  # idempotent: one forwarder
+    client = logging.getLogger("aiokafka.conn")
+    with caplog.at_level(logging.WARNING, logger="airisd.kafka.client"):
+        for _ in range(50):
+            client.error("Unable connect to node with id %s: %s", 111, "refused")
+    forwarded = [r for r in caplog.records if r.name == "airisd.kafka.client"]
+    assert len(forwarded) == 1
+    assert forwarded[0].kv["client_message"] == "Unable connect to node with id 111: refused"  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from airisd_plugins.outputs.kafka.common import (
     check_format,
     check_positive,
     parse_brokers,
+    route_client_logs,
     topic_names,
 )
 from anyio.abc import TaskStatus
@@ -120,6 +121,7 @@ class KafkaInput(Input):
     def __init__(self, config: KafkaInputConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         self.brokers = parse_brokers(config.brokers)
+        route_client_logs()
         handled = set(ctx.settings.get("signals") or [s.value for s in Signal])
         wanted = set(config.signals) or {s.value for s in Signal}
         self.signals = {Signal(s) for s in wanted & handled}

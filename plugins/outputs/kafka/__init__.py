@@ -29,6 +29,7 @@ from airisd_plugins.outputs.kafka.common import (
     check_positive,
     classify,
     parse_brokers,
+    route_client_logs,
     topic_names,
 )
 from anyio.abc import TaskStatus
@@ -110,6 +111,7 @@ class KafkaOutput(Output):
     def __init__(self, config: KafkaOutputConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         self.brokers = parse_brokers(config.brokers)
+        route_client_logs()
         self.topics = topic_names(config.topic_prefix, config.topics)
         self.keys = {sig: getattr(config.key, sig.value) for sig in Signal}
         self._producer: AIOKafkaProducer | None = None

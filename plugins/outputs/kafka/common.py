@@ -3,7 +3,9 @@ encoding, and which Kafka errors are worth retrying."""
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 
 import msgspec
 from aiokafka import errors as kerr
@@ -78,3 +80,38 @@ def classify(exc: BaseException, what: str) -> TransientError | PermanentError:
     if isinstance(exc, PERMANENT):
         return PermanentError(detail)
     return TransientError(detail)
+
+
+class _ClientLogForwarder(logging.Handler):
+    """aiokafka's own log records, into the daemon's log ("airisd.kafka.client"), at most one per
+    message template per interval: a broker outage makes aiokafka log every reconnect attempt (some
+    30 lines a second), which would otherwise go raw to stderr through Python's last-resort handler."""
+
+    def __init__(self, interval_secs: float) -> None:
+        super().__init__(logging.WARNING)
+        self.interval = interval_secs
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+        self.target = logging.getLogger("airisd.kafka.client")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        if now - self._last.get(key, -1e18) < self.interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return
+        self._last[key] = now
+        kv = {"client_logger": record.name, "client_message": record.getMessage()[:300]}
+        held = self._held.pop(key, 0)
+        if held:
+            kv["suppressed"] = str(held)
+        self.target.log(record.levelno, "kafka client", extra={"kv": kv})
+
+
+def route_client_logs(interval_secs: float = 30.0) -> None:
+    """Send aiokafka's warnings through the daemon's log, rate-limited; idempotent."""
+    client = logging.getLogger("aiokafka")
+    if any(isinstance(h, _ClientLogForwarder) for h in client.handlers):
+        return
+    client.addHandler(_ClientLogForwarder(interval_secs))
+    client.propagate = False
