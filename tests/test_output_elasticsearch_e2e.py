@@ -171,16 +171,20 @@ class Stream:
             return len(self.acked)
 
 
-def assert_all_arrived(es: Elasticsearch, prefix: str, acked: dict[str, dict[str, Any]]) -> None:
-    def arrived() -> bool:
-        return len({d["message"] for d in stored(es, prefix)}) >= len(acked)
-
-    wait_for(arrived, timeout=120 + PAUSE_SECS, what=f"{len(acked)} acknowledged records in Elasticsearch")
-    docs = stored(es, prefix)
-    by_message = {d["message"]: d for d in docs}
+def assert_all_arrived(es: Elasticsearch, prefix: str, acked: dict[str, dict[str, Any]], data_dir: Path) -> None:
+    deadline = time.monotonic() + 120 + PAUSE_SECS
+    while True:
+        docs = stored(es, prefix)
+        by_message = {d["message"]: d for d in docs}
+        missing = set(acked) - set(by_message)
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    dead = [p.read_text()[:2000] for p in (data_dir / "dead-letter").glob("*.jsonl")]
+    assert not missing, (f"{len(missing)} of {len(acked)} acknowledged records not in Elasticsearch, "
+                         f"e.g. {sorted(missing)[:3]}; dead letters: {dead}")
+    assert not dead, dead
     assert len(docs) == len(by_message), "a record was indexed twice"
-    missing = set(acked) - set(by_message)
-    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:3]}"
     for message, sent in acked.items():
         d = by_message[message]
         assert (d["ts_ns"], d["level"], d["service"], d["trace_id"], d["labels"]) == (
@@ -203,7 +207,7 @@ def test_cluster_down_mid_stream_loses_nothing(noida: ServerProcess, es: Elastic
             noida.start()
             at_restart = stream.count()
             wait_for(lambda: stream.count() >= at_restart + 200, what="records after the restart")
-        assert_all_arrived(es, prefix, stream.acked)
+        assert_all_arrived(es, prefix, stream.acked, airis.data_dir)
     finally:
         airis.stop()
 
@@ -227,7 +231,7 @@ def test_kill_9_mid_stream_with_the_cluster_down_loses_nothing(noida: ServerProc
             started = time.monotonic()
             again.start(timeout=60)  # recovers the disk buffer of the killed process first
             print(f"restarted in {time.monotonic() - started:.1f} s")
-            assert_all_arrived(es, prefix, stream.acked)
+            assert_all_arrived(es, prefix, stream.acked, airis.data_dir)
         finally:
             again.stop()
     finally:

@@ -17,6 +17,7 @@ document that ``template.document`` writes:
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -38,7 +39,7 @@ def _number(text: str) -> int | float | None:
         return None
     if "." in text or "e" in text or "E" in text:
         f = float(text)
-        return f if f not in (float("inf"), float("-inf")) else None
+        return f if math.isfinite(f) else None
     i = int(text)
     return i if -(2**63) <= i < 2**63 else float(i)
 
