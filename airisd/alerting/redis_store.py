@@ -34,18 +34,19 @@ import secrets
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import msgspec
-import redis
-import redis.client
 
 from airisd.alerting.config import AlertingConfig
 from airisd.alerting.rules import Channel, Rule, Silence
 from airisd.alerting.state import AlertState, HistoryEntry, NlogEntry
 from airisd.alerting.store import AlertStore, new_id
 from airisd.errors import NotFound, TransientError, ValidationError
+
+if TYPE_CHECKING:  # redis is imported when a store is opened: the alert role on SQLite never loads it
+    import redis
 
 T = TypeVar("T")
 _enc = msgspec.json.Encoder()
@@ -112,6 +113,8 @@ def redis_url(*, url: str = "", host: str = "127.0.0.1", port: int = 6379, passw
 
 def connect(url: str, *, timeout_secs: float = 5.0) -> redis.Redis:
     """A sync client (thread-safe pool); raises ValueError quoting a bad URL, hiding the password."""
+    import redis
+
     try:
         return redis.Redis.from_url(url, socket_timeout=timeout_secs, socket_connect_timeout=timeout_secs)
     except ValueError as exc:
@@ -158,6 +161,8 @@ class RedisAlertStore:
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn``, turning a lost connection into StoreUnavailable (naming the host only)."""
+        import redis
+
         try:
             return fn()
         except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import msgspec
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka import errors as kerr
 from airisd_plugins.outputs.kafka import codec
 from airisd_plugins.outputs.kafka.common import (
     DEFAULT_BROKERS,
@@ -37,6 +35,9 @@ from airisd.errors import Backpressure, PermanentError
 from airisd.hookspecs import hookimpl
 from airisd.model import Batch, Signal
 from airisd.plugin import Input, Plugin, PluginConfig
+
+if TYPE_CHECKING:  # aiokafka is imported in run(): loading the plugins must not load the client library
+    from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 OFFSET_RESETS = ("earliest", "latest")
 
@@ -156,6 +157,8 @@ class KafkaInput(Input):
 
     # -- the loop ---------------------------------------------------------------------------------
     def _new_consumer(self) -> AIOKafkaConsumer:
+        from aiokafka import AIOKafkaConsumer
+
         c = self.config
         return AIOKafkaConsumer(
             *sorted(self.topic_signal), bootstrap_servers=self.brokers, client_id=c.client_id, group_id=c.group_id,
@@ -169,6 +172,8 @@ class KafkaInput(Input):
         task_status.started()
         if not self.topic_signal:
             return
+        from aiokafka import errors as kerr
+
         self._running = True
         delay = self.config.retry_initial_secs
         try:
@@ -286,6 +291,8 @@ class KafkaInput(Input):
         self.m_records.inc(len(batch), self.name, batch.signal.value)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        from aiokafka import errors as kerr
+
         try:
             await consumer.commit(offsets)
         except (kerr.CommitFailedError, kerr.IllegalStateError) as exc:  # rebalanced away: the new owner re-reads

@@ -14,7 +14,6 @@ from airisd_plugins.outputs.clickhouse.metrics_query import ClickHouseMetricStor
 from airisd_plugins.outputs.clickhouse.schema import migrate
 from airisd_plugins.outputs.clickhouse.traces_query import ClickHouseTraceStore
 from airisd_plugins.outputs.clickhouse.writer import SeriesIds, classify, columns_for, schema_gone
-from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from airisd.errors import TransientError
 from airisd.hookspecs import hookimpl
@@ -53,6 +52,8 @@ class ClickHouseOutput(Output):
                                  extra={"kv": {"host": self.config.host, "port": self.config.port, "error": str(exc)}})
 
     def _migrate(self) -> None:
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
         try:
             self.applied = migrate(self._writer(), self.config.database, self.config.retention_days,
                                    rerun=self._rerun)

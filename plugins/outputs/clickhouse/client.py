@@ -15,13 +15,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import clickhouse_connect
 from airisd_plugins.outputs.clickhouse.config import ClickHouseConfig
 from airisd_plugins.outputs.clickhouse.writer import classify
 
 
 def connect(cfg: ClickHouseConfig) -> Any:
     """A connected client (it asks the server its version); raises TransientError if unreachable."""
+    import clickhouse_connect  # here: loading the plugin must not load the client library
+
     try:
         return clickhouse_connect.get_client(
             host=cfg.host, port=cfg.port, username=cfg.username, password=cfg.password,

@@ -11,7 +11,6 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from airisd.errors import PermanentError, TransientError
 from airisd.logquery import tokenize
@@ -166,6 +165,9 @@ def columns_for(signal: Signal, items: list[Any], ids: SeriesIds
 def classify(exc: BaseException, what: str) -> TransientError | PermanentError:
     """Map a clickhouse-connect (or transport) error to ours: connection refused, timeouts, 5xx
     and unknown server errors are transient; bad data, bad SQL and auth are permanent."""
+    # Imported here: loading the plugin must not load the client library (the daemon's idle memory).
+    from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
     message = f"clickhouse {what}: {type(exc).__name__}: {exc}"
     if isinstance(exc, OperationalError):  # connection refused/reset, timeouts, 429/503/504
         return TransientError(message)
@@ -179,4 +181,6 @@ def classify(exc: BaseException, what: str) -> TransientError | PermanentError:
 
 
 def schema_gone(exc: BaseException) -> bool:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
     return isinstance(exc, DatabaseError) and exc.code in SCHEMA_GONE_CODES

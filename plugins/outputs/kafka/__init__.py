@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import msgspec
-from aiokafka import AIOKafkaProducer
-from aiokafka import errors as kerr
-from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 from airisd_plugins.outputs.kafka import codec
 from airisd_plugins.outputs.kafka.common import (
     DEFAULT_BROKERS,
-    PERMANENT,
     Topics,
     check_format,
     check_positive,
     classify,
     parse_brokers,
+    permanent_errors,
     route_client_logs,
     topic_names,
 )
@@ -40,7 +38,11 @@ from airisd.model import Batch, Signal
 from airisd.pipeline import OutputConfig
 from airisd.plugin import Output, Plugin
 
-COMPRESSIONS = {"none": lambda: True, "gzip": has_gzip, "snappy": has_snappy, "lz4": has_lz4, "zstd": has_zstd}
+if TYPE_CHECKING:  # aiokafka is imported in start(): loading the plugins must not load the client library
+    from aiokafka import AIOKafkaProducer
+
+# compression -> aiokafka.codec's "is its library installed" function
+COMPRESSIONS = {"none": "", "gzip": "has_gzip", "snappy": "has_snappy", "lz4": "has_lz4", "zstd": "has_zstd"}
 KEY_OVERHEAD_BYTES = 512  # headers and record framing, on top of key and value
 RECONNECT_MAX_SECS = 30.0
 
@@ -86,7 +88,8 @@ class KafkaOutputConfig(OutputConfig):
                 raise ValueError(f"key.{sig.value} must be one of {allowed}, got {value!r}")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}")
-        if not COMPRESSIONS[self.compression]():
+        if COMPRESSIONS[self.compression] and not getattr(importlib.import_module("aiokafka.codec"),
+                                                             COMPRESSIONS[self.compression])():
             raise ValueError(f"compression {self.compression!r}: its library is not installed "
                              f"(pip install aiokafka[{self.compression}])")
         if self.acks not in ("all", 1, 0, -1):
@@ -132,6 +135,8 @@ class KafkaOutput(Output):
 
     # -- connection ---------------------------------------------------------------------------
     def _new_producer(self) -> AIOKafkaProducer:
+        from aiokafka import AIOKafkaProducer
+
         c = self.config
         return AIOKafkaProducer(
             bootstrap_servers=self.brokers, client_id=c.client_id, acks=c.acks,
@@ -234,7 +239,9 @@ class KafkaOutput(Output):
             self._failed(error)
             if isinstance(error, asyncio.CancelledError):
                 raise error
-            if not isinstance(error, (kerr.KafkaError, OSError, *PERMANENT)):
+            from aiokafka import errors as kerr
+
+            if not isinstance(error, (kerr.KafkaError, OSError, *permanent_errors())):
                 raise error
             raise classify(error, f"kafka {topic}") from error
         self.reachable = True

@@ -3,12 +3,12 @@ encoding, and which Kafka errors are worth retrying."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 
 import msgspec
-from aiokafka import errors as kerr
 from airisd_plugins.outputs.kafka.codec import FORMATS
 
 from airisd.errors import PermanentError, TransientError
@@ -65,19 +65,24 @@ def check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
-# Errors no retry can fix: the message, the topic or the credentials are wrong.
-PERMANENT = (
-    kerr.MessageSizeTooLargeError, kerr.RecordListTooLargeError, kerr.InvalidTopicError,
-    kerr.TopicAuthorizationFailedError, kerr.ClusterAuthorizationFailedError, kerr.UnsupportedCodecError,
-    kerr.InvalidRequiredAcksError, kerr.CorruptRecordException,
-)
+@functools.cache
+def permanent_errors() -> tuple[type[BaseException], ...]:
+    """Errors no retry can fix: the message, the topic or the credentials are wrong. (aiokafka is
+    imported when first needed: loading the plugins must not load the client library.)"""
+    from aiokafka import errors as kerr
+
+    return (
+        kerr.MessageSizeTooLargeError, kerr.RecordListTooLargeError, kerr.InvalidTopicError,
+        kerr.TopicAuthorizationFailedError, kerr.ClusterAuthorizationFailedError, kerr.UnsupportedCodecError,
+        kerr.InvalidRequiredAcksError, kerr.CorruptRecordException,
+    )
 
 
 def classify(exc: BaseException, what: str) -> TransientError | PermanentError:
     """A Kafka client error as the pipeline's TransientError (retried) or PermanentError (dropped).
     Unknown errors are transient: retrying a bad record forever is visible, losing a good one is not."""
     detail = f"{what}: {type(exc).__name__}: {exc}"
-    if isinstance(exc, PERMANENT):
+    if isinstance(exc, permanent_errors()):
         return PermanentError(detail)
     return TransientError(detail)
 

@@ -20,8 +20,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import msgspec
-import redis.asyncio as aioredis
-import redis.exceptions as rexc
 from airisd_plugins.outputs.redis import codec
 
 from airisd.errors import PermanentError, TransientError
@@ -108,11 +106,13 @@ class RedisOutput(Output):
         super().__init__(config, ctx)
         self.streams = {sig: config.stream_prefix + sig.value for sig in Signal}
         self.where = _no_password(config.redis_url)
-        self._client: aioredis.Redis | None = None
+        self._client: Any = None  # redis.asyncio.Redis, imported in start()
         self._script: Any = None
 
     async def start(self) -> None:
         """Create the client; it connects on the first write, so the daemon starts while Redis is down."""
+        import redis.asyncio as aioredis  # here: loading the plugin must not load the client library
+
         if self._client is None:
             t = self.config.timeout_secs
             self._client = aioredis.Redis.from_url(
@@ -146,6 +146,8 @@ class RedisOutput(Output):
         else:
             for record in batch.items:
                 pipe.xadd(stream, codec.encode(record, fmt), maxlen=maxlen, approximate=approximate)  # type: ignore[arg-type]
+        import redis.exceptions as rexc
+
         try:
             await pipe.execute()
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
