@@ -121,6 +121,18 @@ CORE = """\
   ## Alerts pushed to POST /api/v2/alerts without endsAt resolve after this.
   # resolve_timeout_secs = 300.0
   # history_retention_days = 30.0
+  ## Where rules, channels, silences, alert state and history live: "sqlite" (alerts.db in data_dir)
+  ## or "redis", which several alert processes share while each notification is still sent once.
+  # store = "sqlite"
+  ## redis[s]://[:password@]host:port/db; empty: from the seed's REDIS_HOST, REDIS_PORT, REDIS_PASSWORD.
+  # redis_url = ""
+  # redis_host = "${REDIS_HOST:-127.0.0.1}"
+  # redis_port = "${REDIS_PORT:-6379}"
+  # redis_password = "${REDIS_PASSWORD:-}"
+  # redis_db = 0
+  # redis_key_prefix = "airisd:alerts:"
+  ## A replica that claimed a notification and died frees it after dedup_lease_secs.
+  # dedup_lease_secs = 300.0
   ## This role's public URL, for links in notifications.
   # external_url = ""
   ## Empty: rules read the embedded store (--role all). Set when the metrics and log roles run in
@@ -166,6 +178,14 @@ OPTIONAL_PLUGINS: list[tuple[str, str]] = [
     ("processors", "labels"),
     ("processors", "filter"),
     ("processors", "sample"),
+    # Fan-out to other engines (docs/backends.md); etc/examples/seed-layout.toml enables them.
+    ("outputs", "file"),
+    ("outputs", "clickhouse"),
+    ("outputs", "elasticsearch"),
+    ("outputs", "jaeger"),
+    ("outputs", "redis"),
+    ("outputs", "kafka"),
+    ("inputs", "kafka"),
 ]
 
 
