@@ -33,6 +33,7 @@ from airisd.http.app import HttpContext, build_app
 from airisd.model import Signal
 from airisd.pipeline import OutputRunner, Pipeline
 from airisd.plugin import Clock, Input, Output, Plugin, PluginContext, Processor, Route
+from airisd.query import QUERY_PROTOCOLS
 from airisd.registry import Registry
 from airisd.reload import Reloader
 from airisd.roles.alerts import AlertRole
@@ -178,14 +179,18 @@ class Daemon:
                 consul=self.consul_config)
         self._build_listeners()
 
-    def _output_signals(self, cls: type[Output], cfg: Any) -> set[Signal]:
-        wanted = {Signal(s) for s in getattr(cfg, "signals", [])} or set(cls.signals)
+    def _needed_signals(self) -> set[Signal]:
+        """The signals whose outputs this process builds: its roles', and the alert role's."""
         needed = set(self.signals)
         if "alert" in self.roles and not self.consul_config.enabled:
             # the alert role reads the metrics and log stores of this data dir (roles of one host
             # share it); with Consul it finds the roles' query APIs instead
             needed |= {Signal.METRICS, Signal.LOGS}
-        return wanted & set(cls.signals) & needed
+        return needed
+
+    def _output_signals(self, cls: type[Output], cfg: Any) -> set[Signal]:
+        wanted = {Signal(s) for s in getattr(cfg, "signals", [])} or set(cls.signals)
+        return wanted & set(cls.signals) & self._needed_signals()
 
     def _build_pipeline(self) -> None:
         processors: dict[Signal, list[Processor]] = {s: [] for s in Signal}
@@ -216,9 +221,14 @@ class Daemon:
                     continue
                 api = inst.plugin.query_api(sig)
                 if api is not None:
+                    if not isinstance(api, QUERY_PROTOCOLS[sig.value]):
+                        raise ConfigError(f"{self.config.source}: output {inst.label!r} answers {sig.value} queries "
+                                          "with an object that lacks methods of airisd.query")
                     self.query_stores[sig] = api
                     break
-            if name and sig not in self.query_stores:
+            # One file serves every role (etc/examples/seed-layout.toml): a store this process does
+            # not query is not built, and that is no error.
+            if name and sig not in self.query_stores and sig in self._needed_signals():
                 raise ConfigError(f"{self.config.source}: [stores] names {name!r} for {sig.value}, "
                                   "but no such output answers queries")
 
