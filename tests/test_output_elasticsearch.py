@@ -333,3 +333,18 @@ def test_health_check(noida: ServerProcess, tmp_path: Path) -> None:
 def test_doc_type_is_what_the_writer_sends() -> None:
     d = prepare([full_record()], prefix="logs-", date_format="%Y.%m.%d", content_ids=True)[0]
     assert isinstance(d, Doc) and orjson.loads(d.action) == {"create": {"_index": "logs-2024.01.15", "_id": d.id}}
+
+
+def test_client_options_carry_the_credentials() -> None:
+    from airisd_plugins.outputs.elasticsearch import client_options
+
+    def opts(**kw: Any) -> dict[str, Any]:
+        cfg = msgspec.convert({"hosts": ["https://es:9200"], **kw}, ElasticsearchConfig)
+        cfg.validate()
+        return client_options(cfg)
+
+    assert opts(username="elastic", password="pw")["basic_auth"] == ("elastic", "pw")
+    assert opts(api_key="aWQ6a2V5")["api_key"] == "aWQ6a2V5" and "basic_auth" not in opts(api_key="aWQ6a2V5")
+    assert "basic_auth" not in opts() and "api_key" not in opts()
+    assert opts(ca_certs="/etc/ca.pem", verify_certs=False)["ca_certs"] == "/etc/ca.pem"
+    assert opts()["max_retries"] == 0  # the output runner retries, with backoff, and counts it
