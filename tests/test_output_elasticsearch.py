@@ -24,6 +24,7 @@ from airisd import logquery
 from airisd.errors import TransientError
 from airisd.model import Batch, LogRecord, Signal
 from airisd.plugin import PluginContext
+from airisd.query import LogQuery
 from airisd.selfmetrics import Registry
 from tests.e2e_helpers import free_port
 from tests.servers import ServerProcess, noida_elasticsearch
@@ -208,6 +209,7 @@ def test_round_trip_keeps_every_field(noida: ServerProcess, es: Elasticsearch, t
     write_all(out, recs)
     es.indices.refresh(index=prefix + "*")
     store = EsLogStore(es, prefix)
+    assert isinstance(EsLogStore(es, prefix), LogQuery)  # what the log role and the daemon check
     got = store.search(None, from_ns=ALL[0], to_ns=ALL[1], limit=10)
     expected = msgspec.structs.replace(recs[0], attributes={**recs[0].attributes, "big": str(2**70)})
     assert got == [expected, recs[1]]  # newest first; a >64-bit integer comes back as text, as from SQLite
