@@ -5,19 +5,21 @@ log role's queries answered from the indices (``[stores] log = "elasticsearch"``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 from airisd_plugins.outputs.elasticsearch.config import ElasticsearchConfig
 from airisd_plugins.outputs.elasticsearch.store import EsLogStore
 from airisd_plugins.outputs.elasticsearch.template import index_template
 from airisd_plugins.outputs.elasticsearch.writer import DeadLetter, Doc, bulk, prepare, transient
-from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch, TransportError
 
 from airisd.errors import TransientError
 from airisd.hookspecs import hookimpl
 from airisd.model import Batch, Signal
 from airisd.plugin import Output, Plugin
+
+if TYPE_CHECKING:  # the client library is imported when used: loading the plugins must not load it
+    from elasticsearch import AsyncElasticsearch, Elasticsearch
 
 
 def client_options(c: ElasticsearchConfig) -> dict[str, Any]:
@@ -60,6 +62,8 @@ class ElasticsearchOutput(Output):
     @property
     def client(self) -> AsyncElasticsearch:
         if self._client is None:
+            from elasticsearch import AsyncElasticsearch
+
             self._client = AsyncElasticsearch(**client_options(self.config))
         return self._client
 
@@ -76,6 +80,8 @@ class ElasticsearchOutput(Output):
         c = self.config
         body = index_template(c.index_prefix, shards=c.number_of_shards, replicas=c.number_of_replicas)
         meta = body.pop("_meta")
+        from elasticsearch import ApiError, TransportError
+
         try:
             await self.client.indices.put_index_template(name=c.template_name, meta=meta, **body)
         except ApiError as exc:
@@ -114,12 +120,16 @@ class ElasticsearchOutput(Output):
         if signal is not Signal.LOGS:
             return None
         if self._store is None:
+            from elasticsearch import Elasticsearch
+
             self._sync = Elasticsearch(**client_options(self.config))
             self._store = EsLogStore(self._sync, self.config.index_prefix)
         return self._store
 
     async def check(self) -> dict[str, Any]:
         """For /health/detailed: does the cluster answer, and in what state?"""
+        from elasticsearch import ApiError, TransportError
+
         try:
             health = await self.client.cluster.health()
             return {"logs": {"reachable": True, "status": health.get("status", ""), "hosts": list(self.config.hosts),

@@ -9,15 +9,17 @@ with ``search_after`` (only sort values, no documents) to the page's start.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airisd_plugins.outputs.elasticsearch.dsl import MATCH_ALL, search_query, time_range, to_dsl
 from airisd_plugins.outputs.elasticsearch.template import SOURCE_FIELDS, record
-from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from airisd.errors import AirisError
 from airisd.logquery import Node
 from airisd.model import LogRecord
+
+if TYPE_CHECKING:  # the client library is imported when used: loading the plugins must not load it
+    from elasticsearch import Elasticsearch
 
 MAX_RESULT_WINDOW = 10_000  # Elasticsearch's default index.max_result_window
 
@@ -40,6 +42,8 @@ class EsLogStore:
         self.pattern = index_prefix + "*"
 
     def _search(self, query: dict[str, Any], **kw: Any) -> list[dict[str, Any]]:
+        from elasticsearch import ApiError, TransportError
+
         try:
             resp = self.client.search(index=self.pattern, query=query, ignore_unavailable=True,
                                       allow_no_indices=True, track_total_hits=False, **kw)
@@ -48,6 +52,8 @@ class EsLogStore:
         return list(resp["hits"]["hits"])
 
     def _count(self, query: dict[str, Any]) -> int:
+        from elasticsearch import ApiError, TransportError
+
         try:
             resp = self.client.count(index=self.pattern, query=query, ignore_unavailable=True, allow_no_indices=True)
         except (TransportError, ApiError) as exc:

@@ -20,14 +20,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from airisd_plugins.outputs.elasticsearch.template import content_id, document, encode, index_name
-from elasticsearch import ApiError, AsyncElasticsearch, TransportError
 
 from airisd.errors import TransientError
 from airisd.model import LogRecord
+
+if TYPE_CHECKING:  # the client library is imported when used: loading the plugins must not load it
+    from elasticsearch import AsyncElasticsearch
 
 
 @dataclass(slots=True)
@@ -86,6 +88,8 @@ def retryable(status: int) -> bool:
 
 async def bulk(client: AsyncElasticsearch, docs: list[Doc], *, max_bytes: int, content_ids: bool) -> Outcome:
     """Send docs in requests of at most max_bytes; classify every document."""
+    from elasticsearch import ApiError, TransportError
+
     out = Outcome()
     parts = chunks(docs, max_bytes)
     for i, part in enumerate(parts):
