@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import socket
 import time
@@ -30,6 +31,7 @@ from airisd.config import PLUGIN_SECTIONS, Config, parse_address
 from airisd.consul import ConsulRegistrar, parse_consul_config
 from airisd.errors import ConfigError
 from airisd.http.app import HttpContext, build_app
+from airisd.logsetup import add_secret, mask
 from airisd.model import Signal
 from airisd.pipeline import OutputRunner, Pipeline
 from airisd.plugin import Clock, Input, Output, Plugin, PluginContext, Processor, Route
@@ -151,6 +153,7 @@ class Daemon:
                 for i, raw in enumerate(instances):
                     where = f"{self.config.source}: [[{section}.{name}]]" + (f" #{i + 1}" if len(instances) > 1 else "")
                     cfg = plugin_config(info.cls, dict(raw), where=where)
+                    register_config_secrets(cfg)
                     cls = info.cls
                     if issubclass(cls, Input) and cls.role is not None and cls.role not in self.roles:
                         continue  # its role is not run by this process
@@ -294,7 +297,9 @@ class Daemon:
             check = getattr(inst.plugin, "check", None)
             if check is not None and inst.state == "running":
                 result = await check()
-                stores[inst.label] = result
+                # outputs by their label (what [stores] names); an input beside an output of the
+                # same name (a kafka relay) gets its kind in front
+                stores[inst.label if inst.plugin.kind == "output" else f"{inst.plugin.kind}:{inst.label}"] = result
                 if any(isinstance(v, dict) and v.get("reachable") is False for v in result.values()):
                     healthy = False
             plugins.append(entry)
@@ -307,10 +312,11 @@ class Daemon:
         outputs = {f"{r.name}/{r.signal.value}": r.health() for r in self.runners}
         if any(o["corrupt_segments"] for o in outputs.values()):
             healthy = False  # data was lost to a corrupt buffer segment: an operator must look
-        return {"status": "ok" if healthy else "degraded", "roles": self.roles, "plugins": plugins,
-                "queues": queues, "outputs": outputs, "stores": stores,
-                "broken_plugins": [{"entry_point": b.entry_point, "package": b.package, "error": b.error}
-                                   for b in self.registry.broken]}
+        report = {"status": "ok" if healthy else "degraded", "roles": self.roles, "plugins": plugins,
+                  "queues": queues, "outputs": outputs, "stores": stores,
+                  "broken_plugins": [{"entry_point": b.entry_point, "package": b.package, "error": b.error}
+                                     for b in self.registry.broken]}
+        return _masked(report)  # a backend's error text may quote a password it was given
 
     # -- running -----------------------------------------------------------------------------
     def _bind(self, listener: Listener) -> socket.socket:
@@ -490,3 +496,25 @@ class Daemon:
 def _server_done(server: uvicorn.Server) -> bool:
     return not server.server_state.connections and not server.server_state.tasks and \
         all(not s.is_serving() for s in getattr(server, "servers", []))
+
+
+_SECRET_OPTION = re.compile(r"password|secret|token|api_key|credential", re.IGNORECASE)
+
+
+def register_config_secrets(cfg: Any) -> None:
+    """Mask, in every log line and health report, the values of a plugin's secret options
+    (``password = "..."`` written in the file, not only ``${VAR}`` from the environment)."""
+    for name in getattr(cfg, "__struct_fields__", ()):
+        value = getattr(cfg, name, None)
+        if isinstance(value, str) and _SECRET_OPTION.search(name):
+            add_secret(value)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value

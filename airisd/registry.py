@@ -37,6 +37,13 @@ class BrokenPlugin:
     entry_point: str
     package: str
     error: str
+    module: str = ""  # what the entry point names, e.g. airisd_plugins.outputs.kafka
+
+    def may_provide(self, kind: str, name: str) -> bool:
+        """Could this be the plugin a config asks for? An entry point is often named after the
+        plugin (``kafka``) or with its kind (``kafka_output``), or its module ends in the name."""
+        return (self.entry_point in (name, f"{name}_{kind}", f"{kind}_{name}")
+                or self.module.rsplit(".", 1)[-1].split(":")[0] == name)
 
 
 @dataclass
@@ -48,7 +55,7 @@ class Registry:
     def get(self, kind: str, name: str) -> PluginInfo:
         info = self.plugins.get((kind, name))
         if info is None:
-            broken = [b for b in self.broken if b.entry_point == name]
+            broken = [b for b in self.broken if b.may_provide(kind, name)]
             if broken:
                 raise ConfigError(
                     f"{kind} plugin {name!r} failed to load from package {broken[0].package}: {broken[0].error}"
@@ -86,7 +93,7 @@ def build_registry(*, extra_modules: list[Any] = (), load_entry_points: bool = T
                 module = ep.load()
                 pm.register(module, name=f"{package}:{ep.name}")
             except Exception as exc:  # a broken third-party package must not stop the daemon
-                registry.broken.append(BrokenPlugin(ep.name, package, f"{type(exc).__name__}: {exc}"))
+                registry.broken.append(BrokenPlugin(ep.name, package, f"{type(exc).__name__}: {exc}", ep.value))
                 log.warning("plugin failed to load", extra={"kv": {"entry_point": ep.name, "package": package,
                                                                     "error": f"{type(exc).__name__}: {exc}"}})
                 continue

@@ -136,6 +136,18 @@ def test_an_entry_point_that_fails_to_import_is_reported(monkeypatch: pytest.Mon
         reg.get("input", "ghost")
 
 
+@pytest.mark.parametrize(("ep_name", "value"), [
+    ("relay_output", "airisd_no_such_pkg.outputs.relay"),   # named with its kind
+    ("something_else", "airisd_no_such_pkg.outputs.relay"),  # module named after the plugin
+])
+def test_a_plugin_whose_entry_point_has_another_name_still_reports_its_load_error(
+        monkeypatch: pytest.MonkeyPatch, ep_name: str, value: str) -> None:
+    ghost = EntryPoint(name=ep_name, value=value, group=hookspecs.PROJECT)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [ghost])
+    with pytest.raises(ConfigError, match=r"'relay' failed to load.*ModuleNotFoundError"):
+        build_registry().get("output", "relay")
+
+
 def test_unknown_plugin_lists_what_is_installed() -> None:
     with pytest.raises(ConfigError) as exc:
         build_registry().get("output", "clickhous")
