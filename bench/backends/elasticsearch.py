@@ -18,7 +18,6 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
 import argparse
-import logging
 import statistics
 import tempfile
 import time
@@ -28,33 +27,12 @@ import msgspec
 from airisd_plugins.outputs.elasticsearch import ElasticsearchConfig, ElasticsearchOutput
 from airisd_plugins.outputs.elasticsearch.writer import prepare
 
-from airisd.model import Batch, LogRecord, Signal
-from airisd.plugin import PluginContext
-from airisd.selfmetrics import Registry
+from airisd.model import Signal
+from bench.backends.workload import deliver, logs, plugin_ctx, print_table
 from tests.servers import noida_elasticsearch
-
-LEVELS = ("INFO", "WARN", "ERROR", "DEBUG")
-
-
-def logs(n: int, run: int) -> list[LogRecord]:
-    t0 = (int(time.time()) - 3600) * 1_000_000_000 + run
-    return [LogRecord(ts=t0 + i * 1000, level=LEVELS[i % 4], service=f"svc{i % 8}",
-                      message=f"request {i} served in {i % 97} ms for user {i % 1000}", trace_id=f"{i:032x}",
-                      labels={"env": "prod"}, attributes={"status": 200 + i % 5, "path": "/api/v1/items"})
-            for i in range(n)]
-
-
-async def deliver(out: ElasticsearchOutput, items: list[LogRecord], batch: int) -> float:
-    started = time.perf_counter()
-    for i in range(0, len(items), batch):
-        await out.write(Batch(Signal.LOGS, items[i:i + batch]))
-    return len(items) / (time.perf_counter() - started)
 
 
 async def main(n: int, url: str, data_dir: Path) -> list[str]:
-    async def emit(batch: Batch) -> None:
-        raise AssertionError
-
     rows = []
     for batch in (1_000, 5_000):
         rates = []
@@ -62,10 +40,10 @@ async def main(n: int, url: str, data_dir: Path) -> list[str]:
             cfg = msgspec.convert({"hosts": [url], "index_prefix": f"bench-{batch}-{run}-", "number_of_replicas": 0,
                                    "template_name": f"bench-{batch}-{run}"}, ElasticsearchConfig)
             cfg.validate()
-            out = ElasticsearchOutput(cfg, PluginContext(data_dir, logging.getLogger("bench"), Registry(), emit))
+            out = ElasticsearchOutput(cfg, plugin_ctx(data_dir))
             await out.start()
             try:
-                rates.append(await deliver(out, logs(n, run * 7 + batch), batch))
+                rates.append(await deliver(out, Signal.LOGS, logs(n, run * 7 + batch), batch))
             finally:
                 await out.shutdown()
         rows.append(f"| elasticsearch (noida-db emulator) | logs | {batch:,} | {n:,} | "
@@ -92,10 +70,7 @@ def run() -> None:
             rows = anyio.run(main, args.n, server.url, Path(d))
         finally:
             server.stop()
-    print("| backend | signal | batch | events | events/s (median of 3) | range |")
-    print("|---|---|---:|---:|---:|---:|")
-    for row in rows:
-        print(row)
+    print_table(rows)
 
 
 if __name__ == "__main__":

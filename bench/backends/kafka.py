@@ -9,43 +9,19 @@ figures as the output's own cost plus one broker. Run: PYTHONPATH=. python bench
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 import msgspec
 from airisd_plugins.inputs.kafka import KafkaInput, KafkaInputConfig
 from airisd_plugins.outputs.kafka import KafkaOutput, KafkaOutputConfig
 
-from airisd.model import Batch, Point, Signal
-from airisd.plugin import PluginContext
-from airisd.selfmetrics import Registry
+from airisd.model import Batch, Signal
+from bench.backends.workload import deliver, plugin_ctx, points
 from tests.servers import tansu_broker
-
-
-def points(n: int, run: int) -> list[Point]:
-    t0 = (int(time.time()) - 3600) * 1_000_000_000 + run
-    return [Point(name=f"bench_{i % 20}", value=i * 0.25, ts=t0 + i * 1000,
-                  labels={"host": f"h{i % 50}", "region": "eu"}) for i in range(n)]
-
-
-def ctx(emit: Any) -> PluginContext:
-    return PluginContext(Path("/nonexistent"), logging.getLogger("bench"), Registry(), emit)
-
-
-async def no_emit(batch: Batch) -> None:
-    raise AssertionError("the output does not emit")
-
-
-async def deliver(out: KafkaOutput, items: list[Point], batch: int) -> float:
-    started = time.perf_counter()
-    for i in range(0, len(items), batch):
-        await out.write(Batch(Signal.METRICS, items[i:i + batch]))
-    return len(items) / (time.perf_counter() - started)
 
 
 async def consume(brokers: str, prefix: str, expected: int) -> float:
@@ -62,7 +38,7 @@ async def consume(brokers: str, prefix: str, expected: int) -> float:
 
     cfg = msgspec.convert({"brokers": brokers, "topic_prefix": prefix, "group_id": f"bench-{prefix}",
                            "signals": ["metrics"], "poll_timeout_secs": 0.1}, KafkaInputConfig)
-    inp = KafkaInput(cfg, ctx(emit))
+    inp = KafkaInput(cfg, plugin_ctx(emit=emit))
     async with anyio.create_task_group() as tg:
         await tg.start(inp.run)
         await started_event.wait()  # the group join (about 3 s on tansu) is not part of the rate
@@ -82,10 +58,10 @@ async def main(n: int, port: int) -> list[str]:
             prefix = f"bench-{compression}-{batch}-"
             cfg = msgspec.convert({"brokers": brokers, "compression": compression, "topic_prefix": prefix},
                                   KafkaOutputConfig)
-            out = KafkaOutput(cfg, ctx(no_emit))
+            out = KafkaOutput(cfg, plugin_ctx())
             await out.start()
             try:
-                rates = [await deliver(out, points(n, run), batch) for run in range(3)]
+                rates = [await deliver(out, Signal.METRICS, points(n, run), batch) for run in range(3)]
             finally:
                 await out.shutdown()
             rows.append(f"| kafka (tansu) | produce, {compression} | {batch:,} | {n:,} | "

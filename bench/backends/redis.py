@@ -18,54 +18,25 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 
 import argparse
-import logging
 import statistics
 import tempfile
-import time
 from typing import Any
 
 import anyio
 import msgspec
 from airisd_plugins.outputs.redis import RedisOutput, RedisOutputConfig
 
-from airisd.model import Batch, LogRecord, Point, Signal
-from airisd.plugin import PluginContext
-from airisd.selfmetrics import Registry
+from airisd.model import Signal
+from bench.backends.workload import deliver, logs, plugin_ctx, points, print_table
 from tests.servers import redis_server
-
-LEVELS = ("INFO", "WARN", "ERROR", "DEBUG")
-
-
-def points(n: int, run: int) -> list[Point]:
-    t0 = (int(time.time()) - 3600) * 1_000_000_000 + run
-    return [Point(name=f"bench_{i % 20}", value=i * 0.25, ts=t0 + i * 1000,
-                  labels={"host": f"h{i % 50}", "region": "eu", "run": str(run)}) for i in range(n)]
-
-
-def logs(n: int, run: int) -> list[LogRecord]:
-    t0 = (int(time.time()) - 3600) * 1_000_000_000 + run
-    return [LogRecord(ts=t0 + i * 1000, level=LEVELS[i % 4], service=f"svc{i % 8}",
-                      message=f"request {i} served in {i % 97} ms for user {i % 1000}", trace_id=f"{i:032x}",
-                      labels={"env": "prod"}, attributes={"status": 200 + i % 5, "path": "/api/v1/items"})
-            for i in range(n)]
-
-
-async def deliver(out: RedisOutput, signal: Signal, items: list[Any], batch: int) -> float:
-    started = time.perf_counter()
-    for i in range(0, len(items), batch):
-        await out.write(Batch(signal, items[i:i + batch]))
-    return len(items) / (time.perf_counter() - started)
 
 
 async def main(n: int, port: int, fmt: str) -> list[str]:
-    async def emit(batch: Batch) -> None:
-        raise AssertionError
-
     rows = []
     for method in ("pipeline", "script"):
         cfg = msgspec.convert({"port": port, "format": fmt, "stream_prefix": "bench:", "method": method},
                               RedisOutputConfig)
-        out = RedisOutput(cfg, PluginContext(Path("/nonexistent"), logging.getLogger("bench"), Registry(), emit))
+        out = RedisOutput(cfg, plugin_ctx())
         await out.start()
         admin: Any = out._client  # the output's own connection pool
         try:
@@ -96,10 +67,7 @@ def run() -> None:
             rows = anyio.run(main, args.n, server.port, args.format)
         finally:
             server.stop()
-    print("| backend | signal | batch | events | events/s (median of 3) | range |")
-    print("|---|---|---:|---:|---:|---:|")
-    for row in rows:
-        print(row)
+    print_table(rows)
 
 
 if __name__ == "__main__":
