@@ -25,6 +25,8 @@ from tests.e2e_helpers import AirisProcess, airisd_bin
 pytestmark = pytest.mark.e2e
 
 CONFIG = """
+[auth]
+rate_limit_per_minute = 0  # the streams here post ~100 requests a second
 [agent]
 role = "metrics"
 [[inputs.http_metrics]]

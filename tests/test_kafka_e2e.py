@@ -40,6 +40,8 @@ def ingest_node(tmp_path: Path, broker: ServerProcess, *, disk_buffer: bool = Fa
     config = tmp_path / "a.toml"
     buffer = 'buffer = { type = "disk" }' if disk_buffer else ""
     config.write_text(f"""
+[auth]
+rate_limit_per_minute = 0  # the streams here post ~100 requests a second
 [agent]
   role = "metrics"
 [[inputs.http_metrics]]
@@ -61,6 +63,8 @@ def ingest_node(tmp_path: Path, broker: ServerProcess, *, disk_buffer: bool = Fa
 def storage_node(tmp_path: Path, broker: ServerProcess) -> AirisProcess:
     config = tmp_path / "b.toml"
     config.write_text(f"""
+[auth]
+rate_limit_per_minute = 0  # the streams here post ~100 requests a second
 [agent]
   role = "metrics"
 [[inputs.kafka]]

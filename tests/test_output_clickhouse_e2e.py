@@ -25,6 +25,8 @@ from tests.servers import ServerProcess, chdb_server
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
 CONFIG = """
+[auth]
+rate_limit_per_minute = 0  # the streams here post ~100 requests a second
 [agent]
 role = "metrics"
 [[inputs.http_metrics]]
@@ -221,6 +223,8 @@ def test_kill_9_airisd_mid_stream_loses_nothing_acknowledged(tmp_path: Path, chd
 
 
 LOG_CONFIG = """
+[auth]
+rate_limit_per_minute = 0  # the streams here post ~100 requests a second
 [agent]
 role = "log"
 [[inputs.http_logs]]
@@ -261,6 +265,8 @@ def test_logs_posted_are_searched_in_clickhouse(tmp_path: Path, chdb: ServerProc
 
 
 TRACE_CONFIG = """
+[auth]
+rate_limit_per_minute = 0  # the streams here post ~100 requests a second
 [agent]
 role = "trace"
 [[inputs.http_traces]]

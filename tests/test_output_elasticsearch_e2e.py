@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.services]
 PAUSE_SECS = float(os.environ.get("AIRISD_FAULT_PAUSE_SECS", "30"))
 
 CONFIG = """
+[auth]
+rate_limit_per_minute = 0  # the streams here post ~100 requests a second
 [agent]
 role = "log"
 [[inputs.http_logs]]

@@ -40,6 +40,8 @@ def durable_redis(workdir: Path) -> ServerProcess:
 def daemon(tmp_path: Path, redis_port: int) -> AirisProcess:
     config = tmp_path / "airisd.toml"
     config.write_text(f"""
+[auth]
+rate_limit_per_minute = 0  # the streams here post ~100 requests a second
 [agent]
   role = "metrics"
   data_dir = "{tmp_path / 'data'}"
