@@ -10,7 +10,6 @@ plus one engine, not as ClickHouse's ceiling. Run: PYTHONPATH=. python bench/bac
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import msgspec
 from airisd_plugins.outputs.clickhouse import ClickHouseConfig, ClickHouseOutput
 
 from airisd.model import Signal
-from bench.backends.workload import deliver, logs, plugin_ctx, points, print_table
-from tests.servers import chdb_server
+from bench.backends.workload import deliver, logs, plugin_ctx, points, print_table, spread
+from tests.servers import chdb_server, running
 
 
 async def main(n: int, port: int) -> list[str]:
@@ -37,7 +36,7 @@ async def main(n: int, port: int) -> list[str]:
                     items = make(n, run * 7 + batch)
                     rates.append(await deliver(out, signal, items, batch))
                 rows.append(f"| clickhouse (chdb fixture) | {signal.value} | {batch:,} | {n:,} | "
-                            f"{statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} |")
+                            + spread(rates))
     finally:
         await out.shutdown()
     return rows
@@ -47,13 +46,8 @@ def run() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=100_000, help="events per run")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        server = chdb_server(Path(d))
-        server.start()
-        try:
-            rows = anyio.run(main, args.n, server.port)
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory() as d, running(chdb_server(Path(d))) as server:
+        rows = anyio.run(main, args.n, server.port)
     print_table(rows)
 
 

@@ -18,7 +18,6 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
 import argparse
-import statistics
 import tempfile
 import time
 
@@ -28,8 +27,8 @@ from airisd_plugins.outputs.elasticsearch import ElasticsearchConfig, Elasticsea
 from airisd_plugins.outputs.elasticsearch.writer import prepare
 
 from airisd.model import Signal
-from bench.backends.workload import deliver, logs, plugin_ctx, print_table
-from tests.servers import noida_elasticsearch
+from bench.backends.workload import deliver, logs, plugin_ctx, print_table, spread
+from tests.servers import noida_elasticsearch, running
 
 
 async def main(n: int, url: str, data_dir: Path) -> list[str]:
@@ -47,7 +46,7 @@ async def main(n: int, url: str, data_dir: Path) -> list[str]:
             finally:
                 await out.shutdown()
         rows.append(f"| elasticsearch (noida-db emulator) | logs | {batch:,} | {n:,} | "
-                    f"{statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} |")
+                    + spread(rates))
     rates = []
     for run in range(3):  # the output's own cost: documents, ids and bulk lines, no server
         items = logs(n, run)
@@ -55,7 +54,7 @@ async def main(n: int, url: str, data_dir: Path) -> list[str]:
         prepare(items, prefix="bench-", date_format="%Y.%m.%d", content_ids=True)
         rates.append(n / (time.perf_counter() - started))
     rows.append(f"| elasticsearch (encoding only, no server) | logs | - | {n:,} | "
-                f"{statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} |")
+                + spread(rates))
     return rows
 
 
@@ -63,13 +62,8 @@ def run() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("-n", type=int, default=50_000, help="events per run")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        server = noida_elasticsearch(Path(d))
-        server.start()
-        try:
-            rows = anyio.run(main, args.n, server.url, Path(d))
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory() as d, running(noida_elasticsearch(Path(d))) as server:
+        rows = anyio.run(main, args.n, server.url, Path(d))
     print_table(rows)
 
 

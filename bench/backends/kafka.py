@@ -9,7 +9,6 @@ figures as the output's own cost plus one broker. Run: PYTHONPATH=. python bench
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,8 +19,8 @@ from airisd_plugins.inputs.kafka import KafkaInput, KafkaInputConfig
 from airisd_plugins.outputs.kafka import KafkaOutput, KafkaOutputConfig
 
 from airisd.model import Batch, Signal
-from bench.backends.workload import deliver, plugin_ctx, points
-from tests.servers import tansu_broker
+from bench.backends.workload import deliver, plugin_ctx, points, spread
+from tests.servers import running, tansu_broker
 
 
 async def consume(brokers: str, prefix: str, expected: int) -> float:
@@ -65,7 +64,7 @@ async def main(n: int, port: int) -> list[str]:
             finally:
                 await out.shutdown()
             rows.append(f"| kafka (tansu) | produce, {compression} | {batch:,} | {n:,} | "
-                        f"{statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} |")
+                        + spread(rates))
             if batch == 10_000:
                 rate = await consume(brokers, prefix, 3 * n)
                 rows.append(f"| kafka (tansu) | consume, {compression} | - | {3 * n:,} | {rate:,.0f} | one run |")
@@ -76,13 +75,8 @@ def run() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=100_000, help="events per run")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        server = tansu_broker(Path(d))
-        server.start()
-        try:
-            rows = anyio.run(main, args.n, server.port)
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory() as d, running(tansu_broker(Path(d))) as server:
+        rows = anyio.run(main, args.n, server.port)
     print("| backend | what | batch | events | events/s (median of 3) | range |")
     print("|---|---|---:|---:|---:|---:|")
     for row in rows:

@@ -18,7 +18,6 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 
 import argparse
-import statistics
 import tempfile
 from typing import Any
 
@@ -27,8 +26,8 @@ import msgspec
 from airisd_plugins.outputs.redis import RedisOutput, RedisOutputConfig
 
 from airisd.model import Signal
-from bench.backends.workload import deliver, logs, plugin_ctx, points, print_table
-from tests.servers import redis_server
+from bench.backends.workload import deliver, logs, plugin_ctx, points, print_table, spread
+from tests.servers import redis_server, running
 
 
 async def main(n: int, port: int, fmt: str) -> list[str]:
@@ -49,7 +48,7 @@ async def main(n: int, port: int, fmt: str) -> list[str]:
                         assert await admin.xlen(f"bench:{signal.value}") == n, "not every event arrived"
                         await admin.delete(f"bench:{signal.value}")
                     rows.append(f"| redis 7.0 ({method}, {fmt}) | {signal.value} | {batch:,} | {n:,} | "
-                                f"{statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} |")
+                                + spread(rates))
         finally:
             await out.shutdown()
     return rows
@@ -60,13 +59,8 @@ def run() -> None:
     ap.add_argument("-n", type=int, default=100_000, help="events per run")
     ap.add_argument("--format", default="fields", choices=("fields", "json"))
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        server = redis_server(Path(d))
-        server.start()
-        try:
-            rows = anyio.run(main, args.n, server.port, args.format)
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory() as d, running(redis_server(Path(d))) as server:
+        rows = anyio.run(main, args.n, server.port, args.format)
     print_table(rows)
 
 

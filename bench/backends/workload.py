@@ -4,6 +4,7 @@ each backend, written through the output plugin's own write() in batches, as the
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +48,11 @@ async def deliver(out: Output, signal: Signal, items: Sequence[Any], batch: int)
     for i in range(0, len(items), batch):
         await out.write(Batch(signal, list(items[i:i + batch])))
     return len(items) / (time.perf_counter() - started)
+
+
+def spread(rates: Sequence[float]) -> str:
+    """The last two cells of a row: the median and the range of the runs."""
+    return f"{statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} |"
 
 
 def print_table(rows: list[str]) -> None:
