@@ -33,6 +33,7 @@ from airisd.errors import Backpressure, PermanentError
 from airisd.model import Batch, Signal
 from airisd.plugin import Output, PluginConfig, Processor
 from airisd.selfmetrics import Registry
+from airisd.turns import give_up_turn
 
 log = logging.getLogger("airisd.pipeline")
 
@@ -333,6 +334,7 @@ class Pipeline:
                 r.drop(offer, "buffer_full")
             elif (waiter := r.enqueue(offer)) is not None:
                 waiters.append(waiter)
+        give_up_turn()  # queued: the runners, just woken, go before the next request's parse
         if len(waiters) == 1:
             await waiters[0].wait()
         elif waiters:  # a store's commit and a disk buffer's fsync overlap instead of adding up

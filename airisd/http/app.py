@@ -23,6 +23,7 @@ from airisd.errors import AirisError, ApiError, NotFound, PluginError, Validatio
 from airisd.http.envelope import JSON, error_body, error_response, new_request_id
 from airisd.plugin import Route
 from airisd.selfmetrics import Registry
+from airisd.turns import give_up_turn
 
 log = logging.getLogger("airisd.http")
 
@@ -55,7 +56,10 @@ def _wrap(route: Route, ctx: HttpContext) -> Endpoint:
         try:
             if route.scope != "public" and ctx.auth_check is not None:
                 await ctx.auth_check(request, route.scope)
-            response = await route.endpoint(request)
+            try:
+                response = await route.endpoint(request)
+            finally:
+                give_up_turn()
         except AirisError as exc:
             if isinstance(exc, PluginError):  # a store or backend failed: the server's fault, not the client's
                 exc = _unavailable(exc)

@@ -13,11 +13,13 @@ from starlette.requests import Request
 
 from airisd.errors import PayloadTooLarge, UnsupportedMediaType, ValidationError
 from airisd.timeparse import parse_duration, parse_timestamp
+from airisd.turns import take_turn
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, *, turn: bool = False) -> bytes:
     """The body, decompressed if Content-Encoding asks; 413 once it passes ``limit`` bytes (before
-    and after decompression, so a small gzip bomb is refused too)."""
+    and after decompression, so a small gzip bomb is refused too). ``turn``: then wait for this
+    request's turn to parse it (airisd.turns), for the ingestion handlers."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} (http.max_body_bytes)",
@@ -31,6 +33,8 @@ async def read_body(request: Request, limit: int) -> bytes:
                                   details={"limit_bytes": limit})
         chunks.append(chunk)
     body = b"".join(chunks)
+    if turn:
+        await take_turn()
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding in ("", "identity"):
         return body

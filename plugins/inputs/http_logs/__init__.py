@@ -69,7 +69,7 @@ class HttpLogsInput(Input):
 
     async def post_batch(self, request: Request) -> Response:
         try:
-            obj = parse_json(await read_body(request, self.max_body))
+            obj = parse_json(await read_body(request, self.max_body, turn=True))
             if not isinstance(obj, dict) or not isinstance(obj.get("logs"), list):
                 raise ValidationError('expected {"logs": [record, ...]}', details={"field": "logs"})
             if set(obj) - {"logs"}:
@@ -106,7 +106,7 @@ class HttpLogsInput(Input):
                 # curl -d sends x-www-form-urlencoded unless told otherwise: accept it as text.
                 raise UnsupportedMediaType(f"Content-Type {ctype!r}: send text/plain",
                                            details={"field": "Content-Type"})
-            body = await read_body(request, self.max_body)
+            body = await read_body(request, self.max_body, turn=True)
             try:
                 text = body.decode("utf-8", errors="strict" if self.config.invalid_utf8 == "reject" else "replace")
             except UnicodeDecodeError as exc:

@@ -69,7 +69,7 @@ class HttpMetricsInput(Input):
         return ok(request, {"accepted": 1}, message="Metric stored", status=201)
 
     async def post_batch(self, request: Request) -> Response:
-        body = await read_body(request, self.max_body)
+        body = await read_body(request, self.max_body, turn=True)
         try:
             points = decode_batch(body, now_ns=self.ctx.clock.time_ns(), limits=self.limits)
         except Exception as exc:

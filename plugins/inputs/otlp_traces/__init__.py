@@ -50,7 +50,7 @@ class OtlpTracesInput(Input):
             return Response(otlp_error_response(exc.message, "application/json"), status_code=415,
                             media_type="application/json")
         try:
-            body = await read_body(request, self.max_body)
+            body = await read_body(request, self.max_body, turn=True)
             batch = decode_otlp_traces_partial(body, ctype)
         except (OtlpDecodeError, ApiError) as exc:
             self.m_rejected.inc(1, self.name, exc.code.lower())

@@ -4,6 +4,7 @@ the roles answer from them."""
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,6 +14,7 @@ from airisd_plugins.outputs.sqlite.base import SignalStore
 from airisd_plugins.outputs.sqlite.logs_store import LogStore
 from airisd_plugins.outputs.sqlite.metrics_store import MetricStore
 from airisd_plugins.outputs.sqlite.traces_store import TraceStore
+from airisd_plugins.outputs.sqlite.writer_process import WriterProcess
 from anyio.abc import TaskStatus
 
 from airisd.errors import TransientError
@@ -44,9 +46,15 @@ class SqliteConfig(OutputConfig):
     batch_size: int = 50_000
     flush_interval_secs: float = 0.0
     max_queue_items: int = 200_000
+    ## Where the writes run: "process" (a writer process per store, started with its first write:
+    ## the SQLite work gets a core and a GIL of its own), "thread" (in the daemon), or "auto"
+    ## (process when the machine has two CPUs or more).
+    writer: str = "auto"
 
     def validate(self) -> None:
         super().validate()
+        if self.writer not in ("auto", "process", "thread"):
+            raise ValueError(f"writer must be 'auto', 'process' or 'thread', got {self.writer!r}")
         if self.durability not in ("normal", "full"):
             raise ValueError(f"durability must be 'normal' or 'full', got {self.durability!r}")
         if self.retention_days < 0:
@@ -75,21 +83,32 @@ class SqliteOutput(Output):
         }
         self._locks = {sig: anyio.Lock() for sig in self.stores}
         self._open: set[Signal] = set()
+        mode = config.writer
+        if mode == "auto":
+            mode = "process" if (os.cpu_count() or 1) >= 2 else "thread"
+        self.writers: dict[Signal, WriterProcess] = (
+            {sig: WriterProcess(store, background_checkpoint=True) for sig, store in self.stores.items()}
+            if mode == "process" else {}
+        )  # fmt: skip
         m = ctx.metrics
         self.m_retention = m.counter("store_retention_deleted_total", "Rows deleted by retention", ("signal",))
 
     async def start(self) -> None:
         for sig, store in self.stores.items():
-            await anyio.to_thread.run_sync(functools.partial(store.open, background_checkpoint=True))
+            if sig in self.writers:  # the writer process opens it; the tables exist for queries now
+                await anyio.to_thread.run_sync(store.create)
+            else:
+                await anyio.to_thread.run_sync(functools.partial(store.open, background_checkpoint=True))
             self._open.add(sig)
 
     async def write(self, batch: Batch) -> None:
         store = self.stores.get(batch.signal)
         if store is None:
             return
+        writer = self.writers.get(batch.signal)
         async with self._locks[batch.signal]:
             try:
-                await anyio.to_thread.run_sync(store.write_batches, [batch.items])
+                await anyio.to_thread.run_sync((writer or store).write_batches, [batch.items])
             except Exception as exc:
                 if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, I/O: may pass
                     raise TransientError(f"sqlite {batch.signal.value}: {exc}") from exc
@@ -124,16 +143,31 @@ class SqliteOutput(Output):
     async def enforce_retention(self) -> dict[str, int]:
         cutoff = self.ctx.clock.time_ns() - int(self.config.retention_days * NS_PER_DAY)
         deleted: dict[str, int] = {}
-        for sig, store in self.stores.items():
+        for sig in self.stores:
             if sig not in self._open:
                 continue
             async with self._locks[sig]:
-                n = await anyio.to_thread.run_sync(store.delete_before, cutoff)
+                n = await anyio.to_thread.run_sync(self._delete_before, sig, cutoff)
             deleted[sig.value] = n
             if n:
                 self.m_retention.inc(n, sig.value)
                 self.ctx.log.info("retention deleted old data", extra={"kv": {"signal": sig.value, "rows": n}})
         return deleted
+
+    def _delete_before(self, sig: Signal, cutoff: int) -> int:
+        writer = self.writers.get(sig)
+        if writer is None:
+            return self.stores[sig].delete_before(cutoff)
+        if writer.running:
+            return writer.delete_before(cutoff)
+        # No write yet since the start (the writer process starts with the first): do it here
+        # rather than start a process for it, so that an idle daemon stays one process.
+        store = self.stores[sig]
+        store.open(background_checkpoint=True)
+        try:
+            return store.delete_before(cutoff)
+        finally:
+            store.close()
 
     async def check(self) -> dict[str, Any]:
         """For /health/detailed: can each store be read?"""
@@ -148,6 +182,9 @@ class SqliteOutput(Output):
                         conn.close()
                 await anyio.to_thread.run_sync(probe)
                 out[sig.value] = {"reachable": True, "path": str(store.path)}
+                writer = self.writers.get(sig)
+                if writer is not None:
+                    out[sig.value]["writer"] = {"process": writer.pid, "starts": writer.starts}
             except Exception as exc:
                 out[sig.value] = {"reachable": False, "error": f"{type(exc).__name__}: {exc}"}
         return out
@@ -155,6 +192,9 @@ class SqliteOutput(Output):
     async def shutdown(self) -> None:
         for sig in list(self._open):
             async with self._locks[sig]:
+                writer = self.writers.get(sig)
+                if writer is not None:
+                    await anyio.to_thread.run_sync(writer.close)
                 await anyio.to_thread.run_sync(self.stores[sig].close)
             self._open.discard(sig)
 

@@ -23,6 +23,7 @@ class SignalStore:
 
     filename: ClassVar[str] = ""
     SCHEMA: ClassVar[str] = ""
+    item_type: ClassVar[type]  # what write() takes a list of (a writer process decodes into it)
 
     def __init__(self, data_dir: Path, *, synchronous: str = "NORMAL") -> None:
         self.path = Path(data_dir) / self.filename
@@ -30,6 +31,7 @@ class SignalStore:
         self._wconn: sqlite3.Connection | None = None
         self._cconn: sqlite3.Connection | None = None  # the checkpointer's
         self._ckpt_lock = threading.Lock()
+        self._created = False  # the file and schema exist (open() or create())
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
@@ -55,6 +57,18 @@ class SignalStore:
             self._wconn.execute("PRAGMA wal_autocheckpoint=0")
         self._wconn.executescript(self.SCHEMA)
         self.after_open(self._wconn)
+        self._created = True
+
+    def create(self) -> None:
+        """Create the file and schema, and close: for a daemon whose writes happen in a writer
+        process, so that queries find the tables before the first write."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            conn.executescript(self.SCHEMA)
+        finally:
+            conn.close()
+        self._created = True
 
     def after_open(self, conn: sqlite3.Connection) -> None:
         """Hook for subclasses: load caches, migrate."""
@@ -97,7 +111,7 @@ class SignalStore:
         from a connection of its own, so that the WAL does not grow without bound."""
         with self._ckpt_lock:
             if self._cconn is None:
-                if self._wconn is None:
+                if not self._created:
                     return
                 self._cconn = self._connect()
             self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

@@ -145,6 +145,7 @@ def _level_service_only(node: Node | None) -> bool:
 
 class LogStore(SignalStore):
     filename: ClassVar[str] = "logs.db"
+    item_type: ClassVar[type] = LogRecord
     SCHEMA: ClassVar[str] = """
         CREATE TABLE IF NOT EXISTS logs (
             ts          INTEGER PRIMARY KEY,    -- ns since epoch, unique

@@ -39,6 +39,7 @@ class Series:
 
 class MetricStore(SignalStore):
     filename: ClassVar[str] = "metrics.db"
+    item_type: ClassVar[type] = Point
     SCHEMA: ClassVar[str] = """
         CREATE TABLE IF NOT EXISTS series (
             id      INTEGER PRIMARY KEY,

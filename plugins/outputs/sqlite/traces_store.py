@@ -71,6 +71,7 @@ _NUMERIC = re.compile(r"[-+0-9.eE]+")
 
 class TraceStore(SignalStore):
     filename: ClassVar[str] = "traces.db"
+    item_type: ClassVar[type] = Span
     SCHEMA: ClassVar[str] = """
     CREATE TABLE IF NOT EXISTS spans (
         trace_id       TEXT NOT NULL,
