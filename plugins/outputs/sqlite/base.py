@@ -24,6 +24,8 @@ class SignalStore:
     filename: ClassVar[str] = ""
     SCHEMA: ClassVar[str] = ""
     item_type: ClassVar[type]  # what write() takes a list of (a writer process decodes into it)
+    # What prepare() returns, for a writer process to decode; None: prepare() is not split out.
+    prepared_type: ClassVar[Any] = None
 
     def __init__(self, data_dir: Path, *, synchronous: str = "NORMAL") -> None:
         self.path = Path(data_dir) / self.filename
@@ -98,6 +100,29 @@ class SignalStore:
 
     def write(self, items: list[Any]) -> None:
         raise NotImplementedError
+
+    # A store may split write() in two: prepare(items), pure (rows, index text, JSON), which the
+    # daemon runs when the writes are in a writer process, so that the process that holds the
+    # database does only what needs it; and apply(prepared), on the writer. Then write(items) is
+    # apply(prepare(items)) and prepared_type says what prepare() returns.
+    def prepare(self, items: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def apply(self, prepared: Any) -> None:
+        raise NotImplementedError
+
+    def apply_batches(self, prepared: list[Any]) -> None:
+        """apply() of several prepared batches in one transaction (as write_batches)."""
+        conn = self.wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for p in prepared:
+                self.apply(p)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self.after_rollback()
+            raise
 
     def after_rollback(self) -> None:
         """Hook: forget caches that may now name rows that were rolled back."""

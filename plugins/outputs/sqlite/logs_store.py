@@ -100,6 +100,19 @@ def _sanitize(v: Any) -> Any:
     return v
 
 
+# prepare()'s result: the logs rows and the FTS rows, oldest first, and each count table's upserts.
+PreparedLogs = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[list[tuple[Any, ...]]]]
+
+
+def _counts(rows: list[tuple[Any, ...]] | list[list[Any]]) -> list[list[tuple[Any, ...]]]:
+    """(bucket, service, level, n) for each count table, from logs rows (ts, level, service, ...)."""
+    out = []
+    for _, size in _COUNT_TABLES:
+        counts = Counter((r[0] // size, r[2], r[1]) for r in rows)
+        out.append([(*k, n) for k, n in counts.items()])
+    return out
+
+
 def _record(row: tuple[Any, ...]) -> LogRecord:
     ts, level, service, message, trace_id, span_id, user_id, request_id, stack_trace, labels, attrs = row
     return LogRecord(
@@ -146,6 +159,7 @@ def _level_service_only(node: Node | None) -> bool:
 class LogStore(SignalStore):
     filename: ClassVar[str] = "logs.db"
     item_type: ClassVar[type] = LogRecord
+    prepared_type: ClassVar[Any] = Any  # PreparedLogs, as msgpack arrays
     SCHEMA: ClassVar[str] = """
         CREATE TABLE IF NOT EXISTS logs (
             ts          INTEGER PRIMARY KEY,    -- ns since epoch, unique
@@ -227,28 +241,43 @@ class LogStore(SignalStore):
         return out
 
     def write(self, items: list[LogRecord]) -> None:
-        if not items:
-            return
+        if items:
+            self.apply(self.prepare(items))
+
+    def prepare(self, items: list[LogRecord]) -> PreparedLogs:
+        """The rows of items, oldest first, with their index text and JSON (no database needed)."""
         recs = sorted(items, key=lambda r: r.ts)
-        stamps = self._allocate([r.ts for r in recs])
-        if stamps[-1] > MAX_TS_NS or stamps[0] < -(2**63):
-            raise PermanentError(f"log timestamp out of range: {stamps[-1]}")
-        rows = []
-        fts_rows = []
-        for ts, r in zip(stamps, recs, strict=True):
+        rows: list[tuple[Any, ...]] = []
+        fts: list[tuple[Any, ...]] = []
+        for r in recs:
+            ts = r.ts
             rows.append((ts, r.level, r.service, r.message, r.trace_id, r.span_id, r.user_id, r.request_id,
                          r.stack_trace, _json(r.labels) if r.labels else None,
                          _json(r.attributes) if r.attributes else None))  # fmt: skip
             meta = meta_text(r.level, r.service, r.trace_id, r.span_id, r.user_id, r.request_id)
-            stack = index_text(r.stack_trace) if r.stack_trace else ""
-            fts_rows.append((ts, index_text(r.message), stack, meta))
+            fts.append((ts, index_text(r.message), index_text(r.stack_trace) if r.stack_trace else "", meta))
+        return rows, fts, _counts(rows)
+
+    def apply(self, prepared: PreparedLogs) -> None:
+        rows, fts, counts = prepared
+        if not rows:
+            return
+        stamps = [r[0] for r in rows]
+        if stamps[-1] > MAX_TS_NS or stamps[0] < -(2**63):
+            raise PermanentError(f"log timestamp out of range: {stamps[-1]}")
+        unique = self._allocate(stamps)
+        if unique != stamps:  # some nanoseconds were taken (rare): the rows move to free ones
+            rows = [(t, *r[1:]) for t, r in zip(unique, rows, strict=True)]
+            fts = [(t, *f[1:]) for t, f in zip(unique, fts, strict=True)]
+            counts = _counts(rows)
+            if unique[-1] > MAX_TS_NS:
+                raise PermanentError(f"log timestamp out of range: {unique[-1]}")
         conn = self.wconn
         conn.executemany(_INSERT, rows)
-        conn.executemany(_INSERT_FTS, fts_rows)
-        for table, size in _COUNT_TABLES:
-            counts = Counter((ts // size, r.service, r.level) for ts, r in zip(stamps, recs, strict=True))
-            conn.executemany(_UPSERT_COUNT.format(table=table), [(*k, n) for k, n in counts.items()])
-        self._max_ts = max(self._max_ts, max(stamps))
+        conn.executemany(_INSERT_FTS, fts)
+        for (table, _), table_counts in zip(_COUNT_TABLES, counts, strict=True):
+            conn.executemany(_UPSERT_COUNT.format(table=table), table_counts)
+        self._max_ts = max(self._max_ts, unique[-1])
 
     def delete_before(self, cutoff_ns: int) -> int:
         """Delete records older than cutoff_ns, index entries too, a chunk per transaction so

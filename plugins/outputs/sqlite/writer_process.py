@@ -11,6 +11,7 @@ Protocol, over the child's stdin and stdout (never stdout for anything else: the
 ``print`` and friends to stderr): frames of ``kind (1 byte) + length (4 bytes LE) + payload``.
 
     daemon -> writer   m: items as msgpack    p: items pickled (what msgpack cannot carry)
+                       r: the store's prepare(items) as msgpack (stores that split their write)
                        x: delete_before(cutoff), pickled     q: close and exit
     writer -> daemon   o: done, result pickled               e: failed, (class name, message) pickled
                        d: the msgpack items did not decode as the store's type: send them pickled
@@ -186,6 +187,11 @@ class WriterProcess:
 
     def write_batches(self, batches: list[list[Any]]) -> None:
         items = [item for batch in batches for item in batch]
+        if not items:
+            return
+        if self.store.prepared_type is not None:  # the pure half of the write runs here
+            self._call(b"r", self._encoder.encode(self.store.prepare(items)))
+            return
         try:
             self._call(b"m", self._encoder.encode(items), fallback=items)
         except (TypeError, OverflowError, msgspec.EncodeError):  # e.g. an int beyond 64 bits
@@ -198,6 +204,7 @@ class WriterProcess:
 # -- the writer process --------------------------------------------------------------------------
 def _serve(store: SignalStore, inp: IO[bytes], out: IO[bytes]) -> None:
     decoder = msgspec.msgpack.Decoder(list[store.item_type])  # type: ignore[name-defined]
+    prepared = msgspec.msgpack.Decoder(store.prepared_type) if store.prepared_type is not None else None
     while (frame := _receive(inp)) is not None:
         kind, payload = frame
         if kind == b"q":
@@ -211,6 +218,9 @@ def _serve(store: SignalStore, inp: IO[bytes], out: IO[bytes]) -> None:
                     continue
                 store.write_batches([items])
                 result: Any = None
+            elif kind == b"r" and prepared is not None:
+                store.apply_batches([prepared.decode(payload)])
+                result = None
             elif kind == b"p":
                 store.write_batches([pickle.loads(payload)])
                 result = None
