@@ -108,7 +108,12 @@ class SqliteOutput(Output):
         writer = self.writers.get(batch.signal)
         async with self._locks[batch.signal]:
             try:
-                await anyio.to_thread.run_sync((writer or store).write_batches, [batch.items])
+                if writer is not None:
+                    request = writer.encode(batch.items)  # Python work stays on the event loop's thread
+                    if request is not None:
+                        await writer.send_async(request)
+                else:
+                    await anyio.to_thread.run_sync(store.write_batches, [batch.items])
             except Exception as exc:
                 if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, I/O: may pass
                     raise TransientError(f"sqlite {batch.signal.value}: {exc}") from exc

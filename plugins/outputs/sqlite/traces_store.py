@@ -59,6 +59,11 @@ _encode = msgspec.json.Encoder().encode
 _decode_tags = msgspec.json.Decoder(dict[str, str | int | float | bool]).decode
 _decode_logs = msgspec.json.Decoder(list[SpanLog]).decode
 
+_INSERT_SPAN = ("INSERT INTO spans (rowid, trace_id, span_id, parent_span_id, service, operation, kind, start_ts,"
+                " end_ts, duration, error, tags, logs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")  # fmt: skip
+# prepare()'s result: span rows without rowid, and (service, operation, kind, newest start) each.
+PreparedSpans = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
 _FULL = "rowid, span_id, parent_span_id, service, operation, kind, start_ts, end_ts, error, tags, logs"
 _NARROW = "rowid, span_id, parent_span_id, service, operation, kind, start_ts, end_ts, error"
 _BY_TRACE = "FROM spans WHERE rowid IN (SELECT rowid FROM trace_fts WHERE trace_fts MATCH ?) AND trace_id = ?"
@@ -72,6 +77,7 @@ _NUMERIC = re.compile(r"[-+0-9.eE]+")
 class TraceStore(SignalStore):
     filename: ClassVar[str] = "traces.db"
     item_type: ClassVar[type] = Span
+    prepared_type: ClassVar[Any] = Any  # PreparedSpans, as msgpack arrays
     SCHEMA: ClassVar[str] = """
     CREATE TABLE IF NOT EXISTS spans (
         trace_id       TEXT NOT NULL,
@@ -122,44 +128,44 @@ class TraceStore(SignalStore):
         self._reload(self.wconn)
 
     def write(self, items: list[Span]) -> None:
-        conn = self.wconn
-        first = self._next_rowid
-        conn.executemany(
-            "INSERT INTO spans (rowid, trace_id, span_id, parent_span_id, service, operation, kind,"
-            " start_ts, end_ts, duration, error, tags, logs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    first + i,
-                    s.trace_id,
-                    s.span_id,
-                    s.parent_span_id,
-                    s.service_name,
-                    s.operation_name,
-                    s.kind,
-                    s.start_ts,
-                    s.end_ts,
-                    s.end_ts - s.start_ts,
-                    1 if s.error else 0,
-                    _encode(s.tags).decode() if s.tags else None,
-                    _encode(s.logs).decode() if s.logs else None,
-                )
-                for i, s in enumerate(items)
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO trace_fts (rowid, trace_id) VALUES (?, ?)",
-            [(first + i, s.trace_id) for i, s in enumerate(items)],
-        )
-        self._next_rowid = first + len(items)
-        catalog = self._catalog
-        stale: dict[tuple[str, str, str], int] = {}
+        if items:
+            self.apply(self.prepare(items))
+
+    def prepare(self, items: list[Span]) -> PreparedSpans:
+        """The spans' rows (without rowid) and, per (service, operation, kind), the newest start
+        (no database needed)."""
+        rows = [
+            (s.trace_id, s.span_id, s.parent_span_id, s.service_name, s.operation_name, s.kind, s.start_ts,
+             s.end_ts, s.end_ts - s.start_ts, 1 if s.error else 0, _encode(s.tags).decode() if s.tags else None,
+             _encode(s.logs).decode() if s.logs else None)
+            for s in items
+        ]  # fmt: skip
+        newest: dict[tuple[str, str, str], int] = {}
         for s in items:
             key = (s.service_name, s.operation_name, s.kind)
-            seen = stale.get(key)
-            if seen is None:
-                seen = catalog.get(key)
-            if seen is None or s.start_ts > seen + _CATALOG_REFRESH_NS:
-                stale[key] = s.start_ts if seen is None else max(seen, s.start_ts)
+            seen = newest.get(key)
+            if seen is None or s.start_ts > seen:
+                newest[key] = s.start_ts
+        return rows, [(*k, ts) for k, ts in newest.items()]
+
+    def apply(self, prepared: PreparedSpans) -> None:
+        rows, newest = prepared
+        if not rows:
+            return
+        conn = self.wconn
+        first = self._next_rowid
+        conn.executemany(_INSERT_SPAN, [(first + i, *r) for i, r in enumerate(rows)])
+        # The index rows come from the rows just written, in SQLite (one statement, no Python per span).
+        conn.execute("INSERT INTO trace_fts (rowid, trace_id) SELECT rowid, trace_id FROM spans WHERE rowid >= ?",
+                     (first,))
+        self._next_rowid = first + len(rows)
+        catalog = self._catalog
+        stale: dict[tuple[str, str, str], int] = {}
+        for service, operation, kind, start_ts in newest:
+            key = (service, operation, kind)
+            seen = catalog.get(key)
+            if seen is None or start_ts > seen + _CATALOG_REFRESH_NS:
+                stale[key] = start_ts if seen is None else max(seen, start_ts)
         if stale:
             conn.executemany(
                 "INSERT INTO operations (service, operation, kind, last_seen) VALUES (?,?,?,?)"
