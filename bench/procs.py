@@ -8,6 +8,7 @@ watch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -50,10 +51,29 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int, *, tid: int | None = None) -> float:
-    """User + system CPU of a live process (all its threads), or of one of its threads, in seconds."""
+    """User + system CPU of a live process (all its threads) and of its children, live or reaped
+    (airisd's store writer processes), or of one of its threads, in seconds."""
     with open(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat") as f:
         rest = f.read().rsplit(")", 1)[1].split()  # the command name may contain spaces
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
+    own = int(rest[11]) + int(rest[12])  # fields 14 and 15 of proc(5): utime, stime
+    if tid is not None:
+        return own / CLK_TCK
+    total = own / CLK_TCK + (int(rest[13]) + int(rest[14])) / CLK_TCK  # cutime, cstime: reaped children
+    for child in _children(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # ended meanwhile: now in cutime
+            total += cpu_seconds(child)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        pass
+    return out
 
 
 def rss_mb(pid: int) -> float:
