@@ -100,8 +100,8 @@ def _sanitize(v: Any) -> Any:
     return v
 
 
-# prepare()'s result: the logs rows and the FTS rows, oldest first, and each count table's upserts.
-PreparedLogs = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[list[tuple[Any, ...]]]]
+# prepare()'s result: the logs rows, oldest first, and each count table's upserts.
+PreparedLogs = tuple[list[tuple[Any, ...]], list[list[tuple[Any, ...]]]]
 
 
 def _counts(rows: list[tuple[Any, ...]] | list[list[Any]]) -> list[list[tuple[Any, ...]]]:
@@ -245,21 +245,18 @@ class LogStore(SignalStore):
             self.apply(self.prepare(items))
 
     def prepare(self, items: list[LogRecord]) -> PreparedLogs:
-        """The rows of items, oldest first, with their index text and JSON (no database needed)."""
-        recs = sorted(items, key=lambda r: r.ts)
-        rows: list[tuple[Any, ...]] = []
-        fts: list[tuple[Any, ...]] = []
-        for r in recs:
-            ts = r.ts
-            rows.append((ts, r.level, r.service, r.message, r.trace_id, r.span_id, r.user_id, r.request_id,
-                         r.stack_trace, _json(r.labels) if r.labels else None,
-                         _json(r.attributes) if r.attributes else None))  # fmt: skip
-            meta = meta_text(r.level, r.service, r.trace_id, r.span_id, r.user_id, r.request_id)
-            fts.append((ts, index_text(r.message), index_text(r.stack_trace) if r.stack_trace else "", meta))
-        return rows, fts, _counts(rows)
+        """The rows of items, oldest first, with their JSON, and the count upserts (no database
+        needed). The index text is made by apply(): with a writer process, that side had the
+        slack (measured: the daemon 80% busy, the writer 60%)."""
+        rows = [
+            (r.ts, r.level, r.service, r.message, r.trace_id, r.span_id, r.user_id, r.request_id, r.stack_trace,
+             _json(r.labels) if r.labels else None, _json(r.attributes) if r.attributes else None)
+            for r in sorted(items, key=lambda r: r.ts)
+        ]  # fmt: skip
+        return rows, _counts(rows)
 
     def apply(self, prepared: PreparedLogs) -> None:
-        rows, fts, counts = prepared
+        rows, counts = prepared
         if not rows:
             return
         stamps = [r[0] for r in rows]
@@ -268,10 +265,12 @@ class LogStore(SignalStore):
         unique = self._allocate(stamps)
         if unique != stamps:  # some nanoseconds were taken (rare): the rows move to free ones
             rows = [(t, *r[1:]) for t, r in zip(unique, rows, strict=True)]
-            fts = [(t, *f[1:]) for t, f in zip(unique, fts, strict=True)]
             counts = _counts(rows)
             if unique[-1] > MAX_TS_NS:
                 raise PermanentError(f"log timestamp out of range: {unique[-1]}")
+        # rows: ts, level, service, message, trace_id, span_id, user_id, request_id, stack_trace, ...
+        fts = [(r[0], index_text(r[3]), index_text(r[8]) if r[8] else "", meta_text(r[1], r[2], *r[4:8]))
+               for r in rows]  # fmt: skip
         conn = self.wconn
         conn.executemany(_INSERT, rows)
         conn.executemany(_INSERT_FTS, fts)
