@@ -192,3 +192,58 @@ def test_the_output_in_both_modes(tmp_path: Path, mode: str) -> None:
 def test_writer_option_is_checked() -> None:
     with pytest.raises(ValueError, match="writer"):
         SqliteConfig(writer="fork").validate()
+
+
+class DyingLogStore(LogStore):
+    """A log store whose writer process dies on a record saying "die" (imported by the child)."""
+
+    def apply(self, prepared: object) -> None:
+        rows = prepared[0]  # type: ignore[index]
+        if any(r[3] == "die" for r in rows):
+            os._exit(3)
+        super().apply(prepared)  # type: ignore[arg-type]
+
+
+def test_on_the_event_loop_a_writer_dying_mid_request_fails_it_and_the_next_starts_again(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = DyingLogStore(tmp_path)
+        store.create()
+        writer = WriterProcess(store, background_checkpoint=False)
+        try:
+            req = writer.encode([_log(1)])
+            assert req is not None
+            await writer.send_async(req)
+            first = writer.pid
+            dying = writer.encode([_log(2, message="die")])
+            assert dying is not None
+            with pytest.raises(WriterGone, match="exited"):
+                await writer.send_async(dying)
+            assert not writer.running
+            again = writer.encode([_log(3)])
+            assert again is not None
+            await writer.send_async(again)
+            assert writer.starts == 2 and writer.pid != first
+            # concurrent callers on one loop (writes and retention) are answered in order
+            results = {}
+
+            async def put(i: int) -> None:
+                r = writer.encode([_log(100 + i)])
+                assert r is not None
+                await writer.send_async(r)
+                results[i] = "ok"
+
+            async def purge() -> None:
+                results["deleted"] = await writer.call_async(b"x", __import__("pickle").dumps(T0 + 2))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(5):
+                    tg.start_soon(put, i)
+                tg.start_soon(purge)
+            assert results["deleted"] == 1 and sum(v == "ok" for v in results.values()) == 5
+            got = sorted(r.ts - T0 for r in store.search(None, from_ns=0, to_ns=2**63 - 1, limit=100))
+            assert got == [3, 100, 101, 102, 103, 104]
+        finally:
+            await anyio.to_thread.run_sync(writer.close)
+            store.close()
+
+    anyio.run(main)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import sqlite3
 from pathlib import Path
 from typing import Any, ClassVar
@@ -106,18 +107,19 @@ class SqliteOutput(Output):
         if store is None:
             return
         writer = self.writers.get(batch.signal)
-        async with self._locks[batch.signal]:
-            try:
-                if writer is not None:
-                    request = writer.encode(batch.items)  # Python work stays on the event loop's thread
-                    if request is not None:
-                        await writer.send_async(request)
-                else:
-                    await anyio.to_thread.run_sync(store.write_batches, [batch.items])
-            except Exception as exc:
-                if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, I/O: may pass
-                    raise TransientError(f"sqlite {batch.signal.value}: {exc}") from exc
-                raise
+        try:
+            if writer is not None:
+                # No lock here: the writer orders its requests itself (a write and retention).
+                request = writer.encode(batch.items)  # Python work stays on the event loop's thread
+                if request is not None:
+                    await writer.send_async(request)
+                return
+            async with self._locks[batch.signal]:
+                await anyio.to_thread.run_sync(store.write_batches, [batch.items])
+        except Exception as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, I/O: may pass
+                raise TransientError(f"sqlite {batch.signal.value}: {exc}") from exc
+            raise
 
     def query_api(self, signal: Signal) -> Any | None:
         return self.stores.get(signal)
@@ -152,7 +154,13 @@ class SqliteOutput(Output):
             if sig not in self._open:
                 continue
             async with self._locks[sig]:
-                n = await anyio.to_thread.run_sync(self._delete_before, sig, cutoff)
+                writer = self.writers.get(sig)
+                if writer is not None and writer.running and writer.pipelines:
+                    n = int(await writer.call_async(b"x", pickle.dumps(cutoff)))
+                elif writer is not None and writer.running:  # its writes use the blocking calls too
+                    n = await anyio.to_thread.run_sync(writer.delete_before, cutoff)
+                else:
+                    n = await anyio.to_thread.run_sync(self._delete_before, sig, cutoff)
             deleted[sig.value] = n
             if n:
                 self.m_retention.inc(n, sig.value)
@@ -160,13 +168,11 @@ class SqliteOutput(Output):
         return deleted
 
     def _delete_before(self, sig: Signal, cutoff: int) -> int:
+        """Retention in the daemon's process: the thread writer's way, and the writer process's
+        before its first write (rather than start a process for it: an idle daemon stays one)."""
         writer = self.writers.get(sig)
         if writer is None:
             return self.stores[sig].delete_before(cutoff)
-        if writer.running:
-            return writer.delete_before(cutoff)
-        # No write yet since the start (the writer process starts with the first): do it here
-        # rather than start a process for it, so that an idle daemon stays one process.
         store = self.stores[sig]
         store.open(background_checkpoint=True)
         try:

@@ -23,6 +23,10 @@ from airisd.model import Point
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "last")
 
 
+# prepare()'s result: distinct series (key, name, labels JSON), and (series index, ts, value) a point.
+PreparedPoints = tuple[list[tuple[str, str, str]], list[tuple[int, int, float]]]
+
+
 def series_key(name: str, labels: dict[str, str]) -> str:
     """Canonical identity of a series: name plus labels sorted by key."""
     if not labels:
@@ -40,6 +44,7 @@ class Series:
 class MetricStore(SignalStore):
     filename: ClassVar[str] = "metrics.db"
     item_type: ClassVar[type] = Point
+    prepared_type: ClassVar[Any] = Any  # PreparedPoints, as msgpack arrays
     SCHEMA: ClassVar[str] = """
         CREATE TABLE IF NOT EXISTS series (
             id      INTEGER PRIMARY KEY,
@@ -61,37 +66,60 @@ class MetricStore(SignalStore):
         self._index: dict[str, tuple[list[Series], dict[tuple[str, str], list[Series]]]] = {}
         self._index_max_id = 0
         self._index_lock = threading.Lock()
+        # (name, labels as sent) -> (key, name, labels JSON): skips sorting the labels of a series
+        # seen before (prepare() may run where the database is not open).
+        self._prep_keys: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, str, str]] = {}
 
     def after_open(self, conn: sqlite3.Connection) -> None:
         self._series_ids: dict[str, int] = {k: i for i, k in conn.execute("SELECT id, key FROM series")}
-        # (name, labels as sent) -> id: skips building the sorted key for series seen before.
-        self._fast_ids: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
 
     def after_rollback(self) -> None:
         self.after_open(self.wconn)
 
     # -- writer ------------------------------------------------------------------------------
     def write(self, items: list[Point]) -> None:
-        conn = self.wconn
-        ids = self._series_ids
-        fast = self._fast_ids
+        if items:
+            self.apply(self.prepare(items))
+
+    def prepare(self, items: list[Point]) -> PreparedPoints:
+        """The distinct series of items (canonical key, name, labels JSON) and each point as
+        (index of its series, ts, value). No database needed: with a writer process it runs in
+        the daemon, and the writer maps a few distinct keys to ids instead of decoding every
+        point's labels."""
+        keys = self._prep_keys
+        series: list[tuple[str, str, str]] = []
+        index: dict[tuple[str, str, str], int] = {}
         rows: list[tuple[int, int, float]] = []
         append = rows.append
         for p in items:
             fkey = (p.name, tuple(p.labels.items()))
-            sid = fast.get(fkey)
+            s = keys.get(fkey)
+            if s is None:
+                labels = orjson.dumps(p.labels, option=orjson.OPT_SORT_KEYS).decode()
+                s = (series_key(p.name, p.labels), p.name, labels)
+                if len(keys) >= 1_000_000:  # bounded: a label with unbounded values must not grow it forever
+                    keys.clear()
+                keys[fkey] = s
+            i = index.get(s)
+            if i is None:
+                i = index[s] = len(series)
+                series.append(s)
+            append((i, p.ts, p.value))
+        return series, rows
+
+    def apply(self, prepared: PreparedPoints) -> None:
+        series, rows = prepared
+        conn = self.wconn
+        ids = self._series_ids
+        sids: list[int] = []
+        for key, name, labels in series:
+            sid = ids.get(key)
             if sid is None:
-                key = series_key(p.name, p.labels)
-                sid = ids.get(key)
-                if sid is None:
-                    labels = orjson.dumps(p.labels, option=orjson.OPT_SORT_KEYS).decode()
-                    cur = conn.execute("INSERT INTO series(name, labels, key) VALUES (?, ?, ?)",
-                                       (p.name, labels, key))
-                    sid = ids[key] = cur.lastrowid  # type: ignore[assignment]
-                if len(fast) < 1_000_000:
-                    fast[fkey] = sid  # type: ignore[assignment]
-            append((sid, p.ts, p.value))
-        conn.executemany("INSERT OR REPLACE INTO points(series_id, ts, value) VALUES (?, ?, ?)", rows)
+                cur = conn.execute("INSERT INTO series(name, labels, key) VALUES (?, ?, ?)", (name, labels, key))
+                sid = ids[key] = cur.lastrowid  # type: ignore[assignment]
+            sids.append(sid)  # type: ignore[arg-type]
+        conn.executemany("INSERT OR REPLACE INTO points(series_id, ts, value) VALUES (?, ?, ?)",
+                         [(sids[i], ts, value) for i, ts, value in rows])
 
     def delete_before(self, cutoff_ns: int) -> int:
         conn = self.wconn

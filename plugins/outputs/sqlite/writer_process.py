@@ -32,6 +32,7 @@ import fcntl
 import importlib
 import os
 import pickle
+import select
 import signal
 import sqlite3
 import struct
@@ -94,6 +95,47 @@ async def _read_frame(fd: int) -> tuple[bytes, bytes] | None:
     return None if payload is None else (kind, payload)
 
 
+def _write_all_blocking(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
+def _read_exact_blocking(fd: int, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while size:
+        try:
+            chunk = os.read(fd, size)
+        except BlockingIOError:
+            select.select([fd], [], [])
+            continue
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame_blocking(fd: int) -> tuple[bytes, bytes] | None:
+    head = _read_exact_blocking(fd, _HEADER.size)
+    if head is None:
+        return None
+    kind, size = _HEADER.unpack(head)
+    payload = _read_exact_blocking(fd, size) if size else b""
+    return None if payload is None else (kind, payload)
+
+
+def _result(frame: tuple[bytes, bytes]) -> Any:
+    kind, payload = frame
+    if kind == b"e":
+        name, message = pickle.loads(payload)
+        raise _error(name, message)
+    return pickle.loads(payload) if payload else None
+
+
 def _widen(pipe: IO[bytes]) -> None:
     """Make a pipe hold a whole request (up to the system's pipe-max-size), so that sending one is
     one write(2): each partial write would give up the GIL and wait for it again behind a busy
@@ -141,13 +183,18 @@ class WriterGone(errors.TransientError):
 
 class WriterProcess:
     """The daemon's side: ``write_batches`` and ``delete_before`` of a store, run by a child
-    process that holds the store open. Blocking calls: run them in a worker thread."""
+    process that holds the store open. The blocking calls are for worker threads and tests; the
+    daemon uses ``send_async``/``call_async`` on its event loop, where concurrent callers (a write
+    and retention) are ordered: a request may be sent while the previous one is still being
+    written, and the answers are read in the order sent."""
 
     def __init__(self, store: SignalStore, *, background_checkpoint: bool) -> None:
         self.store = store
         self.background_checkpoint = background_checkpoint
         self._proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the blocking calls, and starting the process
+        self._send_lock: anyio.Lock | None = None  # the async calls: one sender at a time ...
+        self._reply_lock: anyio.Lock | None = None  # ... and answers read in the order sent
         self._encoder = msgspec.msgpack.Encoder()
         self.starts = 0
 
@@ -159,6 +206,12 @@ class WriterProcess:
     def pid(self) -> int | None:
         return self._proc.pid if self.running and self._proc is not None else None
 
+    @property
+    def pipelines(self) -> bool:
+        """Whether a request may go before the previous one is answered: not if a request can
+        need the decode fallback (a second exchange), i.e. only for stores that prepare rows."""
+        return self.store.prepared_type is not None
+
     # -- lifecycle -------------------------------------------------------------------------------
     def _spawn(self) -> subprocess.Popen[bytes]:
         cls = type(self.store)
@@ -169,11 +222,15 @@ class WriterProcess:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         assert proc.stdout is not None and proc.stdin is not None
         _widen(proc.stdin)
+        # The daemon's ends stay non-blocking: the event loop waits on them in its selector, and
+        # the blocking calls wait with select().
+        os.set_blocking(proc.stdin.fileno(), False)
+        os.set_blocking(proc.stdout.fileno(), False)
         # The child opens the store (schema, caches) before it says ready; a broken one says why.
         timer = threading.Timer(_READY_TIMEOUT_SECS, proc.kill)
         timer.start()
         try:
-            frame = _receive(proc.stdout)
+            frame = _read_frame_blocking(proc.stdout.fileno())
         finally:
             timer.cancel()
         if frame is None or frame[0] != b"r":
@@ -195,9 +252,21 @@ class WriterProcess:
             proc.kill()
             proc.wait()
 
+    def _gone(self, proc: subprocess.Popen[bytes], what: str) -> WriterGone:
+        """Forget a writer that failed an exchange (once, whoever notices first)."""
+        if self._proc is proc:
+            self._proc = None
+        if proc.poll() is None:
+            proc.kill()
+        self._reap(proc)
+        return WriterGone(f"sqlite writer for {self.store.path.name} {what} (code {proc.returncode}); "
+                          "it is started again for the next write")
+
     def start(self) -> None:
         with self._lock:
             if not self.running:
+                if self._proc is not None:
+                    self._reap(self._proc)
                 self._proc = self._spawn()
 
     def close(self) -> None:
@@ -207,15 +276,13 @@ class WriterProcess:
             if proc is None:
                 return
             if proc.poll() is None:
-                try:
-                    assert proc.stdin is not None and proc.stdout is not None
-                    _send(proc.stdin, b"q")
-                    _receive(proc.stdout)
-                except (OSError, ValueError):
-                    pass
+                assert proc.stdin is not None and proc.stdout is not None
+                with contextlib.suppress(OSError, ValueError):
+                    _write_all_blocking(proc.stdin.fileno(), _HEADER.pack(b"q", 0))
+                    _read_frame_blocking(proc.stdout.fileno())
             self._reap(proc)
 
-    # -- requests --------------------------------------------------------------------------------
+    # -- blocking requests -----------------------------------------------------------------------
     def _call(self, kind: bytes, payload: bytes, fallback: Any = None) -> Any:
         with self._lock:
             if not self.running:
@@ -224,24 +291,19 @@ class WriterProcess:
                 self._proc = self._spawn()
             proc = self._proc
             assert proc is not None and proc.stdin is not None and proc.stdout is not None
+            wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
             try:
-                _send(proc.stdin, kind, payload)
-                frame = _receive(proc.stdout)
+                _write_all_blocking(wfd, _HEADER.pack(kind, len(payload)) + payload)
+                frame = _read_frame_blocking(rfd)
                 if frame is not None and frame[0] == b"d" and fallback is not None:
-                    _send(proc.stdin, b"p", pickle.dumps(fallback, protocol=5))
-                    frame = _receive(proc.stdout)
+                    again = pickle.dumps(fallback, protocol=5)
+                    _write_all_blocking(wfd, _HEADER.pack(b"p", len(again)) + again)
+                    frame = _read_frame_blocking(rfd)
             except (OSError, ValueError):
                 frame = None
             if frame is None:
-                self._proc = None
-                self._reap(proc)
-                raise WriterGone(f"sqlite writer for {self.store.path.name} exited (code {proc.returncode}); "
-                                 "it is started again for the next write")  # fmt: skip
-        kind, payload = frame
-        if kind == b"e":
-            name, message = pickle.loads(payload)
-            raise _error(name, message)
-        return pickle.loads(payload) if payload else None
+                raise self._gone(proc, "exited")
+        return _result(frame)
 
     def write_batches(self, batches: list[list[Any]]) -> None:
         request = self.encode([item for batch in batches for item in batch])
@@ -250,9 +312,8 @@ class WriterProcess:
 
     def encode(self, items: list[Any]) -> Request | None:
         """The request that writes items: the store's prepare() when it has one, else the items.
-        The daemon calls it on its event loop, and send() in a worker thread, which then only
-        waits on the pipe: a worker thread running Python beside the event loop would make the two
-        take turns on the GIL (the writer's reason to be)."""
+        The daemon calls it on its event loop: a worker thread running Python beside the event
+        loop would make the two take turns on the GIL (the writer's reason to be)."""
         if not items:
             return None
         if self.store.prepared_type is not None:
@@ -265,59 +326,51 @@ class WriterProcess:
     def send(self, request: Request) -> None:
         self._call(request.kind, request.payload, fallback=request.fallback)
 
-    async def send_async(self, request: Request) -> None:
-        """send() on the event loop: the pipe's reads and writes wait in the loop's selector, not
-        in a worker thread that would have to win the GIL back from the loop after each (measured:
-        20-40 ms a request lost that way under load). The exchange is shielded from cancellation
-        (a half-sent request would desynchronise the pipe) but bounded in time."""
-        if not self.running:
-            await anyio.to_thread.run_sync(self.start)
-        if not self._lock.acquire(blocking=False):  # a blocking call is in flight (retention)
-            await anyio.to_thread.run_sync(self.send, request)
-            return
-        try:
-            proc = self._proc
-            assert proc is not None and proc.stdin is not None and proc.stdout is not None
-            frame = None
-            with anyio.move_on_after(_REQUEST_TIMEOUT_SECS, shield=True):
-                frame = await self._exchange(proc, request)
-            if frame is None:
-                self._proc = None
-                if proc.poll() is None:
-                    proc.kill()
-                await anyio.to_thread.run_sync(self._reap, proc)
-                raise WriterGone(f"sqlite writer for {self.store.path.name} stopped answering "
-                                 f"(code {proc.returncode}); it is started again for the next write")
-        finally:
-            self._lock.release()
-        kind, payload = frame
-        if kind == b"e":
-            name, message = pickle.loads(payload)
-            raise _error(name, message)
-
-    async def _exchange(self, proc: subprocess.Popen[bytes], request: Request) -> tuple[bytes, bytes] | None:
-        assert proc.stdin is not None and proc.stdout is not None
-        wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
-        os.set_blocking(wfd, False)
-        os.set_blocking(rfd, False)
-        try:
-            await _write_all(wfd, _HEADER.pack(request.kind, len(request.payload)) + request.payload)
-            frame = await _read_frame(rfd)
-            if frame is not None and frame[0] == b"d" and request.fallback is not None:
-                again = pickle.dumps(request.fallback, protocol=5)
-                await _write_all(wfd, _HEADER.pack(b"p", len(again)) + again)
-                frame = await _read_frame(rfd)
-            return frame
-        except OSError:
-            return None
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                os.set_blocking(wfd, True)
-                os.set_blocking(rfd, True)
-
     def delete_before(self, cutoff_ns: int) -> int:
         return int(self._call(b"x", pickle.dumps(cutoff_ns)))
 
+    # -- requests on the event loop --------------------------------------------------------------
+    async def send_async(self, request: Request) -> None:
+        """send() on the event loop: the pipe's reads and writes wait in the loop's selector, not
+        in a worker thread that would have to win the GIL back from the loop after each (measured:
+        20-40 ms a request lost that way under load)."""
+        if not self.pipelines:  # the decode fallback needs the pipe to itself
+            await anyio.to_thread.run_sync(self.send, request)
+            return
+        await self.call_async(request.kind, request.payload)
+
+    async def call_async(self, kind: bytes, payload: bytes) -> Any:
+        """One request: sent as soon as the previous one is sent, its answer read in order.
+        Shielded from cancellation (half an exchange would leave the pipe out of step) and bounded
+        in time (a writer that hangs is killed, and every request waiting on it fails)."""
+        if self._send_lock is None or self._reply_lock is None:
+            self._send_lock, self._reply_lock = anyio.Lock(), anyio.Lock()
+        send_lock, reply_lock = self._send_lock, self._reply_lock
+        frame: tuple[bytes, bytes] | None = None
+        proc: subprocess.Popen[bytes] | None = None
+        with anyio.move_on_after(_REQUEST_TIMEOUT_SECS, shield=True) as scope:
+            async with send_lock:
+                if not self.running:
+                    await anyio.to_thread.run_sync(self.start)
+                proc = self._proc
+                assert proc is not None and proc.stdin is not None and proc.stdout is not None
+                try:
+                    await _write_all(proc.stdin.fileno(), _HEADER.pack(kind, len(payload)) + payload)
+                    sent = True
+                except (OSError, ValueError):
+                    sent = False
+                await reply_lock.acquire()  # before the next sender: answers are read in order
+            try:
+                if sent and self._proc is proc:
+                    with contextlib.suppress(OSError, ValueError):
+                        frame = await _read_frame(proc.stdout.fileno())
+            finally:
+                reply_lock.release()
+        if frame is None:
+            if proc is None:
+                raise WriterGone(f"sqlite writer for {self.store.path.name} did not start in time")
+            raise self._gone(proc, "stopped answering" if scope.cancelled_caught else "exited")
+        return _result(frame)
 
 # -- the writer process --------------------------------------------------------------------------
 def _serve(store: SignalStore, inp: IO[bytes], out: IO[bytes]) -> None:
