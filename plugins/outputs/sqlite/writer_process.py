@@ -5,7 +5,8 @@ writer thread share one GIL. The writer releases the GIL around every ``sqlite3_
 row in ``executemany``) and then waits up to the switch interval (5 ms) to get it back from a busy
 event loop, so under load the two alternate instead of running side by side: measured, the daemon
 used one core of two (event loop 55%, writer 44%). A writer process has a GIL of its own: the
-second core does the SQLite work and the row building, and the daemon only encodes the items.
+daemon prepares the rows (the store's ``prepare()``, pure Python), the writer does the SQLite work
+and what needs the database (``apply()``), each on its own core.
 
 Protocol, over the child's stdin and stdout (never stdout for anything else: the child moves
 ``print`` and friends to stderr): frames of ``kind (1 byte) + length (4 bytes LE) + payload``.
@@ -17,7 +18,9 @@ Protocol, over the child's stdin and stdout (never stdout for anything else: the
                        d: the msgpack items did not decode as the store's type: send them pickled
                        r: ready (the store is open)
 
-The daemon sends one request and reads its answer before the next (one lock per store), and
+The daemon's event loop writes and reads the pipe (non-blocking ends). Concurrent callers (a write
+and retention) send one at a time and read the answers in the order sent; a store without
+``prepare()`` has one exchange at a time, since its ``d`` answer asks for a second one. The daemon
 answers the ingest request only after ``o``: the writer's COMMIT happened, so the acknowledged
 data is in the WAL, as with the writer thread. The writer ignores SIGINT and SIGTERM (the daemon
 stops it with ``q`` after its last flush) and exits when its stdin closes, so a daemon killed with
