@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -87,11 +88,15 @@ class SignalStore:
     # -- writing (writer thread only) --------------------------------------------------------
     def write_batches(self, batches: list[list[Any]]) -> None:
         """Write several requests' items in one transaction (group commit)."""
+        self._in_transaction(self.write, batches)
+
+    def _in_transaction(self, step: Callable[[Any], None], parts: list[Any]) -> None:
+        """step() each part, all in one transaction; on failure roll back and forget caches."""
         conn = self.wconn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for items in batches:
-                self.write(items)
+            for part in parts:
+                step(part)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -101,7 +106,7 @@ class SignalStore:
     def write(self, items: list[Any]) -> None:
         raise NotImplementedError
 
-    # A store may split write() in two: prepare(items), pure (rows, index text, JSON), which the
+    # A store may split write() in two: prepare(items), pure (rows, JSON, counts), which the
     # daemon runs when the writes are in a writer process, so that the process that holds the
     # database does only what needs it; and apply(prepared), on the writer. Then write(items) is
     # apply(prepare(items)) and prepared_type says what prepare() returns.
@@ -113,16 +118,7 @@ class SignalStore:
 
     def apply_batches(self, prepared: list[Any]) -> None:
         """apply() of several prepared batches in one transaction (as write_batches)."""
-        conn = self.wconn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for p in prepared:
-                self.apply(p)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            self.after_rollback()
-            raise
+        self._in_transaction(self.apply, prepared)
 
     def after_rollback(self) -> None:
         """Hook: forget caches that may now name rows that were rolled back."""
