@@ -43,7 +43,7 @@ import orjson
 
 from airisd.errors import ValidationError
 from airisd.model import LogRecord
-from airisd.timeparse import parse_timestamp
+from airisd.timeparse import MAX_TS_NS, NS_PER_MS, NS_PER_S, parse_timestamp
 
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "UNKNOWN")
 
@@ -80,6 +80,10 @@ _NUMERIC_LEVELS = {10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR"
 # The record's own string fields, besides message and level.
 _STRING_FIELDS = ("service", "trace_id", "span_id", "user_id", "request_id", "stack_trace")
 _RESERVED = frozenset(("timestamp", "level", "message", "labels", *_STRING_FIELDS))
+# _fast_record's bounds: text this short is within MAX_MESSAGE_BYTES whatever its characters, and
+# integer timestamps below these are epoch seconds, then milliseconds (timeparse's rule).
+_SAFE_TEXT_CHARS = MAX_MESSAGE_BYTES // 4
+_S_LIMIT, _MS_LIMIT = 10**11, 10**14
 
 
 def normalize_level(s: str) -> str:
@@ -184,9 +188,72 @@ def _flatten(prefix: str, value: dict[str, Any], out: dict[str, Any], index: int
             raise _err(key[:40], f"more than {MAX_ATTRIBUTES} attributes in one record", index)
 
 
+def _fast_record(obj: dict[str, Any], received_ns: int) -> LogRecord | None:
+    """The record when every field is of the usual type and well inside the limits, else None
+    (then ``record_from_json``'s checks run and name what is wrong). Equal to what they would
+    return (a property test holds them together); ~3x cheaper, which matters at 1000s a batch."""
+    get = obj.get
+    message = get("message")
+    if type(message) is not str or len(message) > _SAFE_TEXT_CHARS:
+        return None
+    ts = get("timestamp")
+    if ts is None:
+        ts = received_ns
+    elif type(ts) is int and 0 <= ts < _MS_LIMIT:  # epoch seconds or milliseconds, the usual
+        ts *= NS_PER_S if ts < _S_LIMIT else NS_PER_MS
+        if ts > MAX_TS_NS:
+            return None
+    else:
+        return None
+    level = get("level")
+    if level is None:
+        level = "UNKNOWN"
+    elif type(level) is str:
+        level = _LEVEL_ALIASES.get(level.strip().lower(), "UNKNOWN")
+    else:
+        return None
+    fields = []
+    for name in _STRING_FIELDS:
+        value = get(name)
+        if value is None:
+            value = ""
+        elif type(value) is not str or len(value) > MAX_FIELD_CHARS:
+            return None  # ints are written out, long stack traces measured: the slow path
+        fields.append(value)
+    labels = get("labels")
+    if labels is None:
+        labels = {}
+    elif type(labels) is not dict or len(labels) > MAX_LABELS:
+        return None
+    else:
+        for k, v in labels.items():
+            if not k or len(k) > MAX_LABEL_KEY_CHARS or type(v) is not str or len(v) > MAX_FIELD_CHARS:
+                return None
+        labels = dict(labels)  # the record's own, as the checked path makes it
+    attributes: dict[str, Any] = {}
+    if not _RESERVED.issuperset(obj):
+        _flatten("", {k: v for k, v in obj.items() if k not in _RESERVED}, attributes, None)
+    service, trace_id, span_id, user_id, request_id, stack_trace = fields
+    return LogRecord(ts=ts, level=level, message=message, service=service, trace_id=trace_id, span_id=span_id,
+                     labels=labels, stack_trace=stack_trace, user_id=user_id, request_id=request_id,
+                     attributes=attributes)
+
+
 def record_from_json(obj: Any, *, received_ns: int, index: int | None = None) -> LogRecord:
     """Validate one decoded JSON log record; raise ValidationError naming the field (and the
     batch index when given)."""
+    if type(obj) is dict:
+        try:
+            rec = _fast_record(obj, received_ns)
+        except ValidationError:
+            rec = None  # raised again below, with the batch index in it
+        if rec is not None:
+            return rec
+    return _checked_record(obj, received_ns, index)
+
+
+def _checked_record(obj: Any, received_ns: int, index: int | None) -> LogRecord:
+    """record_from_json, every field checked and converted one by one."""
     if not isinstance(obj, dict):
         where = "body" if index is None else f"logs[{index}]"
         details: dict[str, Any] = {"field": "body" if index is None else "logs"}

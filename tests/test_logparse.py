@@ -159,6 +159,50 @@ def test_not_an_object() -> None:
     assert info.value.details == {"field": "logs", "index": 0}
 
 
+# The checked path and the fast one must agree: generated records near every limit and type edge.
+_edge_text = st.one_of(st.text(max_size=8), st.text(alphabet="ab", min_size=1020, max_size=1030),
+                       st.just("x" * 16_383), st.just("x" * 16_385), st.just("\U0001f600" * 16_385))
+_edge_value = st.one_of(st.none(), _edge_text, st.integers(-2, 10**20), st.booleans(),
+                        st.floats(allow_nan=True), st.lists(st.integers(), max_size=2))
+_edge_ts = st.one_of(st.none(), st.integers(-5, 2**64), st.booleans(), st.floats(), st.just("2024-01-15T10:30:00Z"),
+                     st.sampled_from([10**11 - 1, 10**11, 10**14 - 1, 10**14, 9_223_372_036_854, 9_223_372_036_855]))
+_edge_labels = st.one_of(st.none(), st.integers(), st.dictionaries(
+    st.one_of(st.text(max_size=4), st.just(""), st.just("k" * 129)), _edge_value, max_size=3),
+    st.just({str(i): "v" for i in range(65)}))
+_edge_record = st.fixed_dictionaries(
+    {},
+    optional={
+        "message": _edge_value, "timestamp": _edge_ts, "level": st.one_of(_edge_value, st.sampled_from(
+            ["warn", " Error ", "INFO", "nope"])), "service": _edge_value, "trace_id": _edge_value,
+        "span_id": _edge_value, "user_id": _edge_value, "request_id": _edge_value, "stack_trace": _edge_value,
+        "labels": _edge_labels, "extra": st.one_of(_edge_value, st.dictionaries(st.text(max_size=3), _edge_value,
+                                                                                max_size=2)),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_edge_record, st.sampled_from([None, 7]))
+def test_fast_record_path_equals_the_checked_path(obj: dict[str, object], index: int | None) -> None:
+    from airisd.logparse import _checked_record, _fast_record
+
+    try:
+        expected: object = _checked_record(dict(obj), 5, index)
+    except ValidationError as exc:
+        expected = (exc.message, exc.details)
+    try:
+        fast = _fast_record(dict(obj), 5)
+    except ValidationError:
+        fast = None
+    if fast is not None:  # the fast path answers only what the checked one accepts, identically
+        assert fast == expected
+    try:
+        got: object = record_from_json(dict(obj), received_ns=5, index=index)
+    except ValidationError as exc:
+        got = (exc.message, exc.details)
+    assert got == expected
+
+
 # -- plain lines -----------------------------------------------------------------------------
 
 
