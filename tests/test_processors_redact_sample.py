@@ -354,3 +354,42 @@ def test_prechecks_never_change_what_is_masked(parts: list[str]) -> None:
     text = "".join(parts)
     r = redactor()
     assert r.scrub(text) == _scrub_without_prechecks(r, text)
+
+
+_texts_st = st.lists(st.one_of(fragments, st.text(max_size=12)), max_size=4).map("".join)
+_keys_st = st.one_of(st.sampled_from(["host", "password", "db.pwd", "api_key", "note"]), st.text(max_size=6))
+
+
+@given(records=st.lists(st.tuples(_texts_st, _texts_st, st.dictionaries(_keys_st, _texts_st, max_size=3),
+                                  st.dictionaries(_keys_st, st.one_of(_texts_st, st.integers()), max_size=3)),
+                        max_size=6),
+       spans=st.lists(st.tuples(st.dictionaries(_keys_st, st.one_of(_texts_st, st.booleans()), max_size=3),
+                                st.lists(st.tuples(_texts_st, st.dictionaries(_keys_st, _texts_st, max_size=2)),
+                                         max_size=2)), max_size=4))
+def test_the_whole_batch_check_never_changes_what_is_masked(
+        records: list[tuple[str, str, dict[str, str], dict[str, Any]]],
+        spans: list[tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]]) -> None:
+    """A batch skipped by the one-scan check is one the per-text path would leave as it is."""
+    def logs() -> Batch:
+        return Batch(Signal.LOGS, [LogRecord(ts=1, level="INFO", message=m, stack_trace=st_, labels=dict(lb),
+                                             attributes=dict(at)) for m, st_, lb, at in records])
+
+    def traces() -> Batch:
+        return Batch(Signal.TRACES, [
+            Span(trace_id="a" * 32, span_id="b" * 16, operation_name="op", service_name="s", start_ts=1, end_ts=2,
+                 tags=dict(tags), logs=[SpanLog(ts=1, message=m, fields=dict(f)) for m, f in events])
+            for tags, events in spans])
+
+    fast, slow = redactor(), redactor()
+    slow._nothing_to_mask = lambda batch: False  # type: ignore[method-assign]
+    for make in (logs, traces):
+        assert fast.process(make()).items == slow.process(make()).items
+
+
+@pytest.mark.parametrize("builtin", ["bearer_token", "url_password", "password_field", "email", "card_number"])
+@given(texts=st.lists(_texts_st, min_size=1, max_size=4))
+def test_a_batch_with_something_to_mask_is_never_skipped(builtin: str, texts: list[str]) -> None:
+    r = redactor(builtins=[builtin])
+    batch = Batch(Signal.LOGS, [LogRecord(ts=1, level="INFO", message=t) for t in texts])
+    if any(_scrub_without_prechecks(r, t) != t for t in texts):
+        assert not r._nothing_to_mask(batch)

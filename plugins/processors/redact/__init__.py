@@ -74,6 +74,46 @@ def _may_match(name: str, text: str, low: str) -> bool:
     return True
 
 
+# The card pattern needs 13 digits with at most separators (" ", "-") between them. Deleting the
+# separators and marking digits 1, everything else 0 (newlines too), it needs "1" * 13: one
+# translate and a substring search (a regex scan for the run took ~4 ms for 1000 log lines).
+_DIGIT_MARKS = bytes(0x31 if 0x30 <= c <= 0x39 else 0x30 for c in range(256))
+_CARD_DIGITS = b"1" * _MIN_CARD_DIGITS
+
+
+def _batch_may_match(name: str, text: str, low: str) -> bool:
+    """_may_match over the newline-joined ASCII texts of a batch: true whenever it is true for one of
+    them (each test is a substring search, so a text's hit is the joined text's hit)."""
+    if name == "card_number":
+        return _CARD_DIGITS in text.encode("ascii").translate(_DIGIT_MARKS, b" -")
+    return _may_match(name, text, low)
+
+
+def _texts(batch: Batch) -> tuple[list[Any], set[str]]:
+    """Every value scrub() would look at in a batch, and the keys _scrub_value would test."""
+    texts: list[Any] = []
+    keys: set[str] = set()
+    if batch.signal is Signal.LOGS:
+        for r in batch.items:
+            texts.append(r.message)
+            texts.append(r.stack_trace)
+            for d in (r.labels, r.attributes):
+                if d:
+                    texts.extend(d.values())
+                    keys.update(d)
+    else:
+        for s in batch.items:
+            if s.tags:
+                texts.extend(s.tags.values())
+                keys.update(s.tags)
+            for log in s.logs:
+                texts.append(log.message)
+                if log.fields:
+                    texts.extend(log.fields.values())
+                    keys.update(log.fields)
+    return texts, keys
+
+
 class RedactPattern(msgspec.Struct, forbid_unknown_fields=True):
     regex: str
     replacement: str = "[REDACTED]"
@@ -169,8 +209,27 @@ class RedactProcessor(Processor):
             return "[REDACTED]"
         return self.scrub(value)
 
+    def _nothing_to_mask(self, batch: Batch) -> bool:
+        """Whether no built-in can match any text of the batch (one scan of them all joined, instead
+        of one per text: most batches hold no secret, and this was ~3.5 ms of CPU per 1000 logs)."""
+        if not self._builtins_only:
+            return False
+        texts, keys = _texts(batch)
+        if self.secret_keys and any(_SECRET_KEY.match(k) for k in keys):
+            return False
+        try:
+            text = "\n".join(texts)
+        except TypeError:  # numbers, lists and the like, which scrub() leaves alone
+            text = "\n".join(t for t in texts if type(t) is str)
+        if not text.isascii():  # (?i) folds some non-ASCII letters to ASCII ones: the careful path
+            return False
+        low = text.lower()
+        return not any(_batch_may_match(name, text, low) for name in self.config.builtins)
+
     def process(self, batch: Batch) -> Batch:
         if batch.signal.value not in self.config.signals:
+            return batch
+        if self._nothing_to_mask(batch):
             return batch
         if batch.signal is Signal.LOGS:
             for r in batch.items:
