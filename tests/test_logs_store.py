@@ -384,3 +384,17 @@ def test_page_totals_after_retention_cuts_a_bucket(store: LogStore) -> None:
     for lo, hi, level in ranges:
         want = [r for r in recs if max(cut, lo) <= r.ts <= hi and level in (None, r.level, r.level.lower())]
         assert store.page(page=1, size=1, level=level, from_ns=lo, to_ns=hi)[0] == len(want), (lo, hi, level)
+
+
+@given(st.lists(st.tuples(st.integers(-(2**62), 2**62), st.sampled_from(["INFO", "ERROR"]),
+                          st.sampled_from(["a", "b", ""])), max_size=60))
+def test_count_upserts_equal_a_count_per_table(rows: list[tuple[int, str, str]]) -> None:
+    """_counts derives the hour counts from the minute ones: the same as counting each table's rows."""
+    from collections import Counter
+
+    from airisd_plugins.outputs.sqlite.logs_store import _COUNT_TABLES, _counts
+
+    got = _counts(rows)
+    for (_, size), upserts in zip(_COUNT_TABLES, got, strict=True):
+        expected = Counter((ts // size, service, level) for ts, level, service in rows)
+        assert sorted(upserts) == sorted((*k, n) for k, n in expected.items())

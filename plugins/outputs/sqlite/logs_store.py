@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from itertools import repeat
+from operator import attrgetter, floordiv, itemgetter
 from typing import Any, ClassVar
 
 import orjson
@@ -80,9 +82,16 @@ _UPSERT_COUNT = "INSERT INTO {table}(bucket, service, level, n) VALUES (?, ?, ?,
 _PROBE_WINDOW = 4096
 
 
+_BY_TS = attrgetter("ts")
+
+
 def _json(d: dict[str, Any]) -> str | None:
     if not d:
         return None
+    try:
+        return orjson.dumps(d).decode()  # the usual: string keys, plain values
+    except (orjson.JSONEncodeError, TypeError):
+        pass
     try:
         return orjson.dumps(d, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     except (orjson.JSONEncodeError, TypeError):
@@ -105,11 +114,18 @@ PreparedLogs = tuple[list[tuple[Any, ...]], list[list[tuple[Any, ...]]]]
 
 
 def _counts(rows: list[tuple[Any, ...]] | list[list[Any]]) -> list[list[tuple[Any, ...]]]:
-    """(bucket, service, level, n) for each count table, from logs rows (ts, level, service, ...)."""
-    out = []
-    for _, size in _COUNT_TABLES:
-        counts = Counter((r[0] // size, r[2], r[1]) for r in rows)
-        out.append([(*k, n) for k, n in counts.items()])
+    """(bucket, service, level, n) for each count table, from logs rows (ts, level, service, ...).
+    The finest table is counted from the rows, each coarser one from it (its sizes divide)."""
+    finest = _COUNT_TABLES[-1][1]
+    counts = Counter(zip(map(floordiv, map(itemgetter(0), rows), repeat(finest)),
+                         map(itemgetter(2), rows), map(itemgetter(1), rows), strict=True))  # fmt: skip
+    out = [[(*k, n) for k, n in counts.items()]]
+    for _, size in reversed(_COUNT_TABLES[:-1]):
+        coarser: Counter[tuple[Any, ...]] = Counter()
+        for (bucket, service, level), n in counts.items():
+            coarser[bucket // (size // finest), service, level] += n
+        counts = coarser
+        out.insert(0, [(*k, n) for k, n in counts.items()])
     return out
 
 
@@ -251,7 +267,7 @@ class LogStore(SignalStore):
         rows = [
             (r.ts, r.level, r.service, r.message, r.trace_id, r.span_id, r.user_id, r.request_id, r.stack_trace,
              _json(r.labels) if r.labels else None, _json(r.attributes) if r.attributes else None)
-            for r in sorted(items, key=lambda r: r.ts)
+            for r in sorted(items, key=_BY_TS)
         ]  # fmt: skip
         return rows, _counts(rows)
 
