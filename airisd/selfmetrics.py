@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 LabelValues = tuple[str, ...]
@@ -120,16 +121,18 @@ class Histogram(_Metric):
     ) -> None:
         super().__init__(name, help_text, labelnames)
         self.buckets = tuple(sorted(buckets))
-        self._series: dict[LabelValues, list[float]] = {}  # bucket counts..., sum, count
+        # Per row: the count of observations in each bucket alone (not cumulative: one increment per
+        # observation, found by bisection, instead of a Python loop over every bound), then the +Inf
+        # bucket, sum and count. render() makes the counts cumulative, as Prometheus wants.
+        self._series: dict[LabelValues, list[float]] = {}
 
     def observe(self, value: float, *labels: str) -> None:
         with self._lock:
             row = self._series.get(labels)
             if row is None:
-                row = self._series[labels] = [0.0] * (len(self.buckets) + 2)
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    row[i] += 1
+                row = self._series[labels] = [0.0] * (len(self.buckets) + 3)
+            # the first bound >= value; past the last (or NaN, which is <= no bound): the +Inf bucket
+            row[bisect_left(self.buckets, value) if value == value else -3] += 1
             row[-2] += value
             row[-1] += 1
 
@@ -140,9 +143,11 @@ class Histogram(_Metric):
     def render(self) -> list[str]:
         lines = self.header()
         for labels, row in sorted(self._series.items()):
+            cumulative = 0.0
             for i, bound in enumerate(self.buckets):
+                cumulative += row[i]
                 le = 'le="' + _fmt(bound) + '"'
-                lines.append(f"{self.name}_bucket{self._labels(labels, le)} {_fmt(row[i])}")
+                lines.append(f"{self.name}_bucket{self._labels(labels, le)} {_fmt(cumulative)}")
             inf = 'le="+Inf"'
             lines.append(f"{self.name}_bucket{self._labels(labels, inf)} {_fmt(row[-1])}")
             lines.append(f"{self.name}_sum{self._labels(labels)} {_fmt(row[-2])}")

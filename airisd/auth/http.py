@@ -48,7 +48,7 @@ from airisd.auth.tokens import MAX_TTL_SECS
 from airisd.auth.users import ConfigUser, parse_config_users
 from airisd.errors import Backpressure, ConfigError, RateLimited, Unauthorized, ValidationError
 from airisd.http.envelope import ok
-from airisd.http.request import read_json
+from airisd.http.request import header, read_json
 from airisd.logsetup import add_secret
 from airisd.plugin import Route
 
@@ -323,7 +323,7 @@ class AuthApi:
             return
         auth = self._require_open()
         try:
-            principal = auth.authenticate_header(request.headers.get("authorization"))
+            principal = auth.authenticate_header(header(request, b"authorization"))
         except Unauthorized as exc:
             # floods of bad credentials are limited per address (a 429 wins over the 401)
             self._count(request, f"ip:{self.client_ip(request)}")

@@ -91,6 +91,8 @@ class TokenService:
 
             self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
         self._verified: dict[str, dict[str, Any]] = {}
+        # tokens whose claims passed every check: the principal (immutable), exp, nbf and iat
+        self._principals: dict[str, tuple[Principal, int, int, int]] = {}
 
     @staticmethod
     def _check_key(keys: JwtKeys) -> None:
@@ -167,15 +169,25 @@ class TokenService:
             raise _refuse("missing token", "missing")
         if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
             raise _refuse("malformed token", "malformed")
-        # A signature check costs tens of µs; a token seen before (and verified then) is
-        # taken from a bounded cache. Times, claims and revocation are still checked every time.
+        # A signature check costs tens of µs; a token seen before (and verified then) is taken from
+        # a bounded cache, and once its claims passed (they cannot change), so is its principal.
+        # The times are still checked every time, and revocation by the caller.
+        hit = self._principals.get(token)
+        if hit is not None:  # its claims passed _check_claims before: only the time has changed
+            principal, exp, nbf, iat = hit
+            self._check_times(exp, nbf, iat)
+            return principal
         claims = self._verified.get(token)
         if claims is None:
             claims = self._decode(token)
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
             self._verified[token] = claims
-        return self._check_claims(claims)
+        principal = self._check_claims(claims)
+        if len(self._principals) >= VERIFIED_CACHE_SIZE:
+            self._principals.clear()
+        self._principals[token] = (principal, claims["exp"], claims["nbf"], claims["iat"])
+        return principal
 
     @staticmethod
     def _hmac_key(key: bytes | str) -> bytes:
@@ -241,6 +253,14 @@ class TokenService:
             # fail closed on whatever else a hostile token provokes inside the decoder
             raise _refuse("token is invalid", "invalid") from None
 
+    def _check_times(self, exp: int, nbf: int, iat: int) -> None:
+        """Refuse a token outside its lifetime at the clock's time."""
+        now = self._clock()
+        if exp <= now - self.leeway_secs:
+            raise _refuse("token has expired", "expired")
+        if nbf > now + self.leeway_secs or iat > now + self.leeway_secs:
+            raise _refuse("token is not yet valid", "not_yet_valid")
+
     def _check_claims(self, claims: dict[str, Any]) -> Principal:
         times: dict[str, int] = {}
         for name in ("iat", "nbf", "exp"):
@@ -248,11 +268,7 @@ class TokenService:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _refuse(f"token {name} claim must be an integer", "malformed")
             times[name] = value
-        now = self._clock()
-        if times["exp"] <= now - self.leeway_secs:
-            raise _refuse("token has expired", "expired")
-        if times["nbf"] > now + self.leeway_secs or times["iat"] > now + self.leeway_secs:
-            raise _refuse("token is not yet valid", "not_yet_valid")
+        self._check_times(times["exp"], times["nbf"], times["iat"])
         sub, role, jti = claims["sub"], claims["role"], claims["jti"]
         if not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_CHARS:
             raise _refuse("token sub claim is invalid", "malformed")

@@ -16,11 +16,20 @@ from airisd.timeparse import parse_duration, parse_timestamp
 from airisd.turns import take_turn
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """``request.headers.get(name)`` for a lower-case ``name``: the first value, by a scan of the raw
+    ASGI headers, without building a Headers object or raising a KeyError for a missing one."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
 async def read_body(request: Request, limit: int, *, turn: bool = False) -> bytes:
     """The body, decompressed if Content-Encoding asks; 413 once it passes ``limit`` bytes (before
     and after decompression, so a small gzip bomb is refused too). ``turn``: then wait for this
     request's turn to parse it (airisd.turns), for the ingestion handlers."""
-    declared = request.headers.get("content-length")
+    declared = header(request, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} (http.max_body_bytes)",
                               details={"limit_bytes": limit})
@@ -35,7 +44,7 @@ async def read_body(request: Request, limit: int, *, turn: bool = False) -> byte
     body = b"".join(chunks)
     if turn:
         await take_turn()
-    encoding = request.headers.get("content-encoding", "").strip().lower()
+    encoding = (header(request, b"content-encoding") or "").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding in ("gzip", "x-gzip", "deflate"):
