@@ -204,13 +204,21 @@ def is_error(tags: Mapping[str, TagValue]) -> bool:
     flag = tags.get("error")
     if flag is True or (isinstance(flag, str) and flag.lower() == "true"):
         return True
-    for key in ("http.status_code", "http.response.status_code"):
+    # Called for every span on the ingest path: absent keys skip the type tests, and a tuple in
+    # isinstance is cheaper than a union.
+    for key in _STATUS_CODE_KEYS:
         code = tags.get(key)
-        if isinstance(code, str) and code.isascii() and code.isdigit():
-            code = int(code)
-        if isinstance(code, int | float) and not isinstance(code, bool) and code >= 500:
+        if code is None:
+            continue
+        if isinstance(code, str):
+            if code.isascii() and code.isdigit() and int(code) >= 500:
+                return True
+        elif isinstance(code, (int, float)) and not isinstance(code, bool) and code >= 500:
             return True
     return tags.get("otel.status_code") == "ERROR"
+
+
+_STATUS_CODE_KEYS = ("http.status_code", "http.response.status_code")
 
 
 # -- the seed's JSON span ----------------------------------------------------------------------
