@@ -299,3 +299,34 @@ def test_arbitrary_batches_are_all_valid_or_name_each_bad_index(objs: list[dict[
     assert len(points) == len(objs)
     for p in points:
         check_valid(p)
+
+
+@given(st.lists(point_like, min_size=1, max_size=6))
+def test_batches_equal_their_points_decoded_one_by_one_also_when_seen_before(objs: list[dict[str, Any]]) -> None:
+    """The fast path remembers the names and label sets it has checked (per Limits) from batch to batch:
+    a batch, decoded twice under each limits in turn, is what its points are on their own."""
+    body = orjson.dumps({"metrics": objs}, option=orjson.OPT_NON_STR_KEYS)
+    for limits in (LIMITS, Limits(max_labels=1, max_name_length=3), LIMITS):
+        one_by_one: list[Any] = []
+        for obj in objs:
+            try:
+                one_by_one.append(decode_point(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), now_ns=NOW,
+                                               limits=limits))
+            except ValidationError:
+                one_by_one.append(None)
+        for _ in range(2):
+            try:
+                points = decode_batch(body, now_ns=NOW, limits=limits)
+            except ValidationError:
+                assert None in one_by_one
+                continue
+            assert points == one_by_one
+
+
+def test_a_series_checked_under_loose_limits_is_checked_again_under_strict_ones() -> None:
+    body = orjson.dumps({"metrics": [{"name": "cpu_usage", "value": 1, "labels": {"a": "1", "b": "2"}}] * 3})
+    assert len(decode_batch(body, now_ns=NOW, limits=LIMITS)) == 3
+    for strict in (Limits(max_labels=1), Limits(max_name_length=3)):
+        with pytest.raises(ValidationError):
+            decode_batch(body, now_ns=NOW, limits=strict)
+    assert len(decode_batch(body, now_ns=NOW, limits=LIMITS)) == 3

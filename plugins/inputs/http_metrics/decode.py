@@ -150,18 +150,42 @@ def decode_batch(body: bytes, *, now_ns: int, limits: Limits) -> list[Point]:
 _MS_LO, _MS_HI = 100_000_000_000, 100_000_000_000_000  # the epoch-ms range of parse_timestamp
 
 
+class _Checked:
+    """Names and label sets that passed check_point under one Limits: series repeat from batch to
+    batch, so each is checked once per process, not once per batch (bounded: cleared when full)."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.label_sets: set[tuple[tuple[str, str], ...]] = set()
+
+    def make_room(self) -> None:
+        if len(self.names) + len(self.label_sets) > self.MAX_ENTRIES:
+            self.names.clear()
+            self.label_sets.clear()
+
+
+_CHECKED: dict[tuple[int, ...], _Checked] = {}
+
+
 def _fast_points(items: list[Any], *, now_ns: int, limits: Limits) -> list[Point] | None:
-    """The common case, cheaply: names and label sets repeat within a batch, so each distinct one
-    is checked once (by check_point itself, so the rules are the same), and epoch-ms integers skip
-    parse_timestamp. Any doubt returns None and the caller takes the slow path, which names every
-    bad point."""
+    """The common case, cheaply: names and label sets repeat, so each distinct one is checked once
+    (by check_point itself, so the rules are the same), and epoch-ms integers skip parse_timestamp.
+    Any doubt returns None and the caller takes the slow path, which names every bad point. Points
+    of one batch with equal labels share one dict (they are one series)."""
     max_ts = now_ns + limits.max_future_secs * 1_000_000_000
-    names: set[str] = set()
+    limits_key = msgspec.structs.astuple(limits)
+    checked = _CHECKED.get(limits_key)
+    if checked is None:
+        checked = _CHECKED[limits_key] = _Checked()
+    checked.make_room()
+    names, checked_sets = checked.names, checked.label_sets
     label_sets: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
     out: list[Point] = []
     append = out.append
     isfinite = math.isfinite
-    for i, p in enumerate(items):
+    for p in items:
         if type(p) is not PointIn or not isfinite(p.value):
             return None
         t = p.timestamp
@@ -182,23 +206,29 @@ def _fast_points(items: list[Any], *, now_ns: int, limits: Limits) -> list[Point
             key = tuple(labels.items())
             shared = label_sets.get(key)
             if shared is None:
-                try:
-                    check_point(p, now_ns=now_ns, limits=limits, index=i)
-                except ValidationError:
-                    return None
+                if key not in checked_sets:
+                    if not _passes(p, now_ns, limits):
+                        return None
+                    checked_sets.add(key)
+                    names.add(name)
                 shared = label_sets[key] = labels
-                names.add(name)
             labels = shared
         else:
             labels = {}
         if name not in names:
-            try:
-                check_point(p, now_ns=now_ns, limits=limits, index=i)
-            except ValidationError:
+            if not _passes(p, now_ns, limits):
                 return None
             names.add(name)
         append(Point(name=name, value=p.value, ts=ts, labels=labels))
     return out
+
+
+def _passes(p: PointIn, now_ns: int, limits: Limits) -> bool:
+    try:
+        check_point(p, now_ns=now_ns, limits=limits, index=None)
+    except ValidationError:
+        return False
+    return True
 
 
 def _decode_one_by_one(body: bytes, first: msgspec.DecodeError) -> list[PointIn | ValidationError]:
