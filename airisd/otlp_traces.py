@@ -236,7 +236,7 @@ def _pb_plain(v: Any) -> Any:
 
 def _pb_attrs(attributes: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for kv in attributes:
+    for kv in attributes[:]:  # a list: iterating upb's container ends in a costly IndexError
         value = _pb_plain(kv.value)
         if value is None:
             continue
@@ -402,7 +402,7 @@ def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
             shared = {**base, **scope} if scope else base
             if not _fields_ok(shared):
                 return None
-            for sp in ss.spans:
+            for sp in ss.spans[:]:
                 tid = sp.trace_id
                 sid = sp.span_id
                 pid = sp.parent_span_id
@@ -414,7 +414,7 @@ def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
                 kind = sp.kind
                 start = sp.start_time_unix_nano
                 end = sp.end_time_unix_nano
-                attributes = sp.attributes
+                attributes = sp.attributes[:]  # a list: iterating upb's container ends in a costly IndexError
                 # The raw count bounds the distinct keys; with shared (<= MAX_TAGS + 2) and the two
                 # status tags the total stays under _MAX_ALL_TAGS.
                 if not 0 <= kind < 6 or len(op) > MAX_OPERATION_LEN or end > MAX_TS_NS or end < start \
@@ -433,7 +433,7 @@ def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
                 if events:
                     if len(events) > MAX_LOGS:
                         return None
-                    for e in events:
+                    for e in events[:]:
                         fields = _pb_attrs(e.attributes)
                         log = SpanLog(ts=e.time_unix_nano, message=e.name, fields=fields)
                         if log.ts > MAX_TS_NS or len(log.message) > MAX_VALUE_LEN or len(fields) > MAX_LOG_FIELDS \
