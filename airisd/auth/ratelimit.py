@@ -106,7 +106,9 @@ class RateLimiter:
         now = _ns(self._clock())
         with self._lock:
             self._evict_idle(now)
-            tat = max(self._tat.get(client_key, now), now)
+            tat = self._tat.get(client_key, now)
+            if tat < now:
+                tat = now
             new_tat = tat + self._interval_ns
             if new_tat - now > self._window_ns:
                 allowed = False
@@ -129,8 +131,8 @@ class RateLimiter:
         Entries are in admission order, so the stale ones are at the front."""
         tat = self._tat
         while tat:
-            key, first = next(iter(tat.items()))
-            if first > now:
+            key = next(iter(tat))
+            if tat[key] > now:
                 break
             del tat[key]
 

@@ -111,10 +111,17 @@ def _set_headers(raw: list[tuple[bytes, bytes]], rid: str, extra: dict[str, str]
         present = {k for k, _ in raw}
         for headers in (extra, rate_limit or {}):
             for k, v in headers.items():
-                key = k.lower().encode("latin-1")
+                key = _header_keys.get(k)
+                if key is None:
+                    key = k.lower().encode("latin-1")
+                    if len(_header_keys) < 64:  # the names come from code and config: a handful
+                        _header_keys[k] = key
                 if key not in present:
                     raw.append((key, v.encode("latin-1")))
                     present.add(key)
+
+
+_header_keys: dict[str, bytes] = {}  # header name → its raw (lower-case) form
 
 
 def _unavailable(exc: AirisError) -> AirisError:
