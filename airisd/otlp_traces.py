@@ -245,6 +245,8 @@ def _pb_attrs(attributes: Any) -> dict[str, Any]:
 
 
 def _decode_protobuf(body: bytes) -> OtlpBatch:
+    """The fast path for the usual body (every span valid); the general walk for any other, which
+    counts and names what is wrong (such a body is read twice, ~25% more CPU than the walk alone)."""
     batch = _decode_protobuf_fast(body)
     return _decode_protobuf_general(body) if batch is None else batch
 
@@ -352,11 +354,12 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def _lazy_attr(raw: bytes) -> tuple[str, Any] | None:
-    """A span attribute from its encoding; None if it does not parse or breaks a limit (the
-    general path then gives the answer, an error naming the rule)."""
+def _lazy_attr(raw: bytes, kv: Any) -> tuple[str, Any] | None:
+    """A span attribute from its encoding, parsed into kv (a KeyValue reused for the body: a new
+    message per attribute cost more than the parse); None if it does not parse or breaks a limit
+    (the general path then gives the answer, an error naming the rule)."""
     try:
-        kv = _LazyKeyValue.FromString(raw)
+        kv.ParseFromString(raw)
     except DecodeError:
         return None
     key = kv.key
@@ -390,6 +393,7 @@ def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
     spans: list[Span] = []
     append = spans.append
     cache_get = _ATTR_CACHE.get
+    scratch = _LazyKeyValue()
     for rs in request.resource_spans:
         res = _pb_attrs(rs.resource.attributes)
         name = res.pop("service.name", None)
@@ -422,7 +426,7 @@ def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
                     return None
                 tags = shared.copy()  # = {**shared, **attrs}: a shared key keeps its place, takes the new value
                 for raw in attributes:
-                    entry = cache_get(raw) or _lazy_attr(raw)
+                    entry = cache_get(raw) or _lazy_attr(raw, scratch)
                     if entry is None:
                         return None
                     key, value = entry
