@@ -2,9 +2,10 @@
 build the spec's responses.
 
 Both encodings are accepted: ``application/x-protobuf`` (decoded with the generated classes of
-the ``opentelemetry-proto`` package) and ``application/json`` (OTLP's JSON mapping: lowerCamelCase
-keys, ids as case-insensitive hex, 64-bit integers as strings or numbers, enums as ints or names;
-decoded by hand, so errors can name the path).
+the ``opentelemetry-proto`` package; valid spans through a fast path, see _decode_protobuf_fast)
+and ``application/json`` (OTLP's JSON mapping: lowerCamelCase keys, ids as case-insensitive hex,
+64-bit integers as strings or numbers, enums as ints or names; decoded by hand, so errors can
+name the path).
 
 Mapping to :class:`~airisd.model.Span`:
 
@@ -245,27 +246,39 @@ def _pb_attrs(attributes: Any) -> dict[str, Any]:
 
 
 def _decode_protobuf(body: bytes) -> OtlpBatch:
-    """The fast path for the usual body (every span valid); the general walk for any other, which
-    counts and names what is wrong (such a body is read twice, ~25% more CPU than the walk alone)."""
-    batch = _decode_protobuf_fast(body)
-    return _decode_protobuf_general(body) if batch is None else batch
+    """The fast path as far as every span is valid (the usual body: all of it); from the first span
+    it cannot vouch for, the general walk, which counts and names what is wrong."""
+    spans, resume = _decode_protobuf_fast(body)
+    if resume is None:
+        return OtlpBatch(spans)
+    return _decode_protobuf_general(body, resume, spans)
 
 
-def _decode_protobuf_general(body: bytes) -> OtlpBatch:
-    """The reference walk: every rule checked per span, rejections counted and named."""
+# (resource, scope, span) index where the general walk takes over
+_Position = tuple[int, int, int]
+
+
+def _decode_protobuf_general(body: bytes, start: _Position = (0, 0, 0), done: list[Span] | None = None) -> OtlpBatch:
+    """The reference walk: every rule checked per span, rejections counted and named. From start
+    on, after the spans done before it (which the fast path built, all valid)."""
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
         raise OtlpDecodeError(f"body is not a protobuf ExportTraceServiceRequest: {exc}") from None
     b = _Builder(trusted_text=True)
-    for ri, rs in enumerate(request.resource_spans):
+    if done:
+        b.batch.spans.extend(done)
+    r0, s0, p0 = start
+    for ri, rs in enumerate(request.resource_spans[r0:], r0):
         res = _pb_attrs(rs.resource.attributes)
         service, base = _resource_tags(res)
-        for si, ss in enumerate(rs.scope_spans):
+        s_from = s0 if ri == r0 else 0
+        for si, ss in enumerate(rs.scope_spans[s_from:], s_from):
             scope = _scope_tags(ss.scope.name, ss.scope.version)
             tags = {**base, **scope} if scope else base
-            for pi, sp in enumerate(ss.spans):
+            p_from = p0 if (ri, si) == (r0, s0) else 0
+            for pi, sp in enumerate(ss.spans[p_from:], p_from):
                 where = f"resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]"
                 events = [
                     SpanLog(ts=e.time_unix_nano, message=e.name, fields=_pb_attrs(e.attributes))
@@ -379,41 +392,42 @@ def _lazy_attr(raw: bytes, kv: Any) -> tuple[str, Any] | None:
     return entry
 
 
-def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
-    """The spans _decode_protobuf_general would return for a body whose spans are all valid, in
-    one pass without a call per value (this walk was about half of the daemon's CPU per span);
-    None as soon as anything is off (a parse error, a span that breaks a rule: the general walk
-    then answers, with its messages). Cheap checks stand in for decoded_span_ok/validate_span:
-    the parser has checked UTF-8 and integer sizes, the ids are hex written here."""
+def _decode_protobuf_fast(body: bytes) -> tuple[list[Span], _Position | None]:
+    """The spans _decode_protobuf_general would return, in one pass without a call per value (this
+    walk was about half of the daemon's CPU per span), up to the first span it cannot vouch for
+    (one that breaks a rule, or anything unusual): those spans, and where the general walk must
+    take over (None: nowhere, every span was built). Cheap checks stand in for decoded_span_ok and
+    validate_span: the parser has checked UTF-8 and integer sizes, the ids are hex written here."""
     request = _LazyRequest()
     try:
         request.ParseFromString(body)
     except DecodeError:
-        return None
+        return [], (0, 0, 0)  # the general walk's parse raises the error, naming the real type
     spans: list[Span] = []
     append = spans.append
     cache_get = _ATTR_CACHE.get
     scratch = _LazyKeyValue()
-    for rs in request.resource_spans:
+    for ri, rs in enumerate(request.resource_spans):
         res = _pb_attrs(rs.resource.attributes)
         name = res.pop("service.name", None)
         service = name if isinstance(name, str) and name else UNKNOWN_SERVICE
         if len(res) > MAX_TAGS or len(service) > MAX_SERVICE_LEN:
-            return None
+            return spans, (ri, 0, 0)
         base = {RESOURCE_PREFIX + k: v for k, v in res.items()}  # as _resource_tags
-        for ss in rs.scope_spans:
+        for si, ss in enumerate(rs.scope_spans):
             scope = _scope_tags(ss.scope.name, ss.scope.version)
             shared = {**base, **scope} if scope else base
+            first = len(spans)  # the scope's spans[i] is spans[first + i] until one fails
             if not _fields_ok(shared):
-                return None
+                return spans, (ri, si, 0)
             for sp in ss.spans[:]:
                 tid = sp.trace_id
                 sid = sp.span_id
                 pid = sp.parent_span_id
                 if len(tid) != 16 or tid == _ZERO_TRACE_ID or len(sid) != 8 or sid == _ZERO_SPAN_ID:
-                    return None
+                    return spans, (ri, si, len(spans) - first)
                 if pid and (len(pid) != 8 or pid in (_ZERO_SPAN_ID, sid)):
-                    return None
+                    return spans, (ri, si, len(spans) - first)
                 op = sp.name
                 kind = sp.kind
                 start = sp.start_time_unix_nano
@@ -423,12 +437,12 @@ def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
                 # status tags the total stays under _MAX_ALL_TAGS.
                 if not 0 <= kind < 6 or len(op) > MAX_OPERATION_LEN or end > MAX_TS_NS or end < start \
                         or len(attributes) > MAX_TAGS:
-                    return None
+                    return spans, (ri, si, len(spans) - first)
                 tags = shared.copy()  # = {**shared, **attrs}: a shared key keeps its place, takes the new value
                 for raw in attributes:
                     entry = cache_get(raw) or _lazy_attr(raw, scratch)
                     if entry is None:
-                        return None
+                        return spans, (ri, si, len(spans) - first)
                     key, value = entry
                     if value is not None:
                         tags[key] = value
@@ -436,13 +450,13 @@ def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
                 logs: list[SpanLog] = []
                 if events:
                     if len(events) > MAX_LOGS:
-                        return None
+                        return spans, (ri, si, len(spans) - first)
                     for e in events[:]:
                         fields = _pb_attrs(e.attributes)
                         log = SpanLog(ts=e.time_unix_nano, message=e.name, fields=fields)
                         if log.ts > MAX_TS_NS or len(log.message) > MAX_VALUE_LEN or len(fields) > MAX_LOG_FIELDS \
                                 or not _fields_ok(fields):
-                            return None
+                            return spans, (ri, si, len(spans) - first)
                         logs.append(log)
                 status = sp.status
                 code = status.code
@@ -451,7 +465,7 @@ def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
                     message = status.message
                     if message:
                         if len(message) > MAX_VALUE_LEN:
-                            return None
+                            return spans, (ri, si, len(spans) - first)
                         tags["otel.status_description"] = message
                 append(Span(
                     trace_id=tid.hex(),
@@ -468,7 +482,7 @@ def _decode_protobuf_fast(body: bytes) -> OtlpBatch | None:
                     tags=tags,
                     logs=logs,
                 ))  # fmt: skip
-    return OtlpBatch(spans)
+    return spans, None
 
 
 def _resource_tags(res: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -1,6 +1,7 @@
 """The OTLP protobuf fast path (``_decode_protobuf_fast``) against the general walk it stands in
-for: on any body, it returns exactly what the general walk returns (same spans, same tag order),
-or None so that the general walk answers (rejections, parse errors, their messages)."""
+for: on any body, the spans it builds are the general walk's first ones (same tags in the same
+order), and where it stops, the general walk takes over and gives the same answer as alone
+(rejections, parse errors, their messages)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from airisd import otlp_traces
+from airisd.model import Span
 from airisd.otlp_traces import (
     PROTOBUF,
     OtlpDecodeError,
@@ -27,30 +29,37 @@ from airisd.timeparse import MAX_TS_NS
 from airisd.traceformats import MAX_KEY_LEN, MAX_OPERATION_LEN, MAX_SERVICE_LEN, MAX_TAGS, MAX_VALUE_LEN, is_error
 
 
-def _general(body: bytes) -> tuple[bytes, int, str] | str:
+def _general(body: bytes) -> tuple[list[Span], int, str] | str:
     try:
         batch = _decode_protobuf_general(body)
     except OtlpDecodeError as exc:
         return f"error: {exc.message} {exc.details}"
-    return msgspec.json.encode(batch.spans), batch.rejected, batch.message
+    return batch.spans, batch.rejected, batch.message
+
+
+def _json(spans: list[Span]) -> bytes:
+    return msgspec.json.encode(spans)  # tag order and bool/int kept apart, unlike ==
 
 
 def check_same(body: bytes) -> bool:
-    """Fast == general whenever fast answers; True if it did."""
+    """The fast path's spans are the general walk's first ones, and the two together give the
+    general walk's answer; True if the fast path did the whole body."""
     want = _general(body)
     for _ in range(2):  # cold, then with the attribute cache filled by the first pass
-        fast = _decode_protobuf_fast(body)
-        if fast is None:
-            return False
-        assert not isinstance(want, str), want  # fast must not accept what the general walk refuses
-        assert (msgspec.json.encode(fast.spans), fast.rejected, fast.message) == want
-    # and the public entry point gives the general answer either way
+        spans, resume = _decode_protobuf_fast(body)
+        if isinstance(want, str):  # refused: the fast path must not have finished
+            assert resume is not None
+        else:
+            assert _json(spans) == _json(want[0][:len(spans)])
+            if resume is None:
+                assert len(spans) == len(want[0]) and want[1:] == (0, "")
     try:
         batch = decode_otlp_traces_partial(body, PROTOBUF)
-        assert (msgspec.json.encode(batch.spans), batch.rejected, batch.message) == want
+        assert not isinstance(want, str), want
+        assert (_json(batch.spans), batch.rejected, batch.message) == (_json(want[0]), want[1], want[2])
     except OtlpDecodeError as exc:
         assert want == f"error: {exc.message} {exc.details}"
-    return True
+    return resume is None
 
 
 def _near(limit: int) -> st.SearchStrategy[int]:
@@ -253,6 +262,25 @@ def test_invalid_utf8_anywhere_is_the_general_parse_error(where: str) -> None:
     marker = {"attribute key": b"KEY", "attribute value": b"VALUE", "span name": b"NAME",
               "event attribute": b"EVKEY"}[where]
     body = req.SerializeToString().replace(marker, b"\xff" * len(marker), 1)
-    assert _decode_protobuf_fast(body) is None
+    assert _decode_protobuf_fast(body)[1] is not None
     with pytest.raises(OtlpDecodeError, match="ExportTraceServiceRequest"):
         decode_otlp_traces_partial(body, PROTOBUF)
+
+
+def test_a_bad_span_resumes_the_general_walk_there() -> None:
+    """The spans before it are not walked twice; the rejection names its place."""
+    req = ExportTraceServiceRequest()
+    for r in range(2):
+        ss = req.resource_spans.add().scope_spans.add()
+        for i in range(3):
+            sp = ss.spans.add()
+            sp.trace_id, sp.span_id, sp.name = b"\x01" * 16, bytes([r + 1, i + 1]) * 4, "op"
+            sp.start_time_unix_nano, sp.end_time_unix_nano = 10, 20
+    req.resource_spans[1].scope_spans[0].spans[1].end_time_unix_nano = 5
+    body = req.SerializeToString()
+    spans, resume = _decode_protobuf_fast(body)
+    assert len(spans) == 4 and resume == (1, 0, 1)
+    batch = decode_otlp_traces_partial(body, PROTOBUF)
+    assert len(batch.spans) == 5 and batch.rejected == 1
+    assert batch.message == "resourceSpans[1].scopeSpans[0].spans[1]: end_time is before start_time"
+    assert check_same(body) is False
