@@ -21,8 +21,9 @@ from airisd.timeparse import NS_PER_MS, NS_PER_S, now_ns
 JSON = "application/json"
 _JSON_CONTENT_TYPE = (b"content-type", JSON.encode("latin-1"))
 
-# Request ids: 8 random hex digits per process, then a counter (cheaper than 8 fresh random bytes
-# per request, and as unique: a counter that wraps draws a new prefix).
+# Request ids: 8 random hex digits per process, then a counter: ~1 µs cheaper than 8 fresh random
+# bytes per request, the same shape (req_ + 16 hex digits), never repeated within a process (a
+# counter that wraps draws a new prefix); across processes the random prefix tells them apart.
 _id_prefix = ""
 _id_counter = itertools.count(1 << 32)
 
