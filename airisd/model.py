@@ -79,11 +79,14 @@ SIGNAL_OF_TYPE: dict[type, Signal] = {Point: Signal.METRICS, LogRecord: Signal.L
 class Batch:
     """Records of one signal travelling together through processors to outputs."""
 
-    __slots__ = ("items", "signal")
+    __slots__ = ("ahead", "items", "signal")
 
     def __init__(self, signal: Signal, items: list[Any]) -> None:
         self.signal = signal
         self.items = items
+        # What outputs prepared from these items when the batch was queued, by output name
+        # (Output.prepare_ahead); a batch read back from a disk buffer has none.
+        self.ahead: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.items)

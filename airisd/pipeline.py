@@ -130,6 +130,8 @@ class OutputRunner:
             self.buffer.on_corrupt = lambda n: self.m_corrupt.inc(n, *labels)
             self.buffer.on_unreadable = lambda n: self.m_dropped.inc(n, *labels, "corrupt")
         self._labels = labels
+        self._prepares_ahead = (isinstance(self.buffer, MemoryBuffer)
+                                and type(self.output).prepare_ahead is not Output.prepare_ahead)
 
     def _make_buffer(self) -> Buffer:
         bc = self.buffer_config
@@ -155,7 +157,14 @@ class OutputRunner:
 
     def enqueue(self, batch: Batch | Offer) -> Waiter | None:
         """Put a batch in the buffer; return what to wait on before acknowledging, or None."""
-        return self.buffer.put(batch if isinstance(batch, Offer) else Offer(batch))
+        offer = batch if isinstance(batch, Offer) else Offer(batch)
+        if self._prepares_ahead:  # only a memory buffer keeps the Batch object, and with it the part
+            part = self.output.prepare_ahead(offer.batch)
+            if part is not None:
+                if offer.batch.ahead is None:
+                    offer.batch.ahead = {}
+                offer.batch.ahead[self.name] = part
+        return self.buffer.put(offer)
 
     def drop(self, offer: Offer, reason: str) -> None:
         """when_full = drop_newest: count the batch, and log at most every DROP_LOG_INTERVAL_SECS."""
@@ -219,11 +228,15 @@ class OutputRunner:
             return True
         batches = taken.batches
         merged = batches[0] if len(batches) == 1 else Batch(self.signal, [i for b in batches for i in b.items])
+        parts = [b.ahead.get(self.name) if b.ahead else None for b in batches] if self._prepares_ahead else [None]
         delay = self.settings.retry_initial_secs
         while True:
             started = time.perf_counter()
             try:
-                await self.output.write(merged)
+                if None in parts:
+                    await self.output.write(merged)
+                else:
+                    await self.output.write_prepared(merged, parts)
             except PermanentError as exc:
                 self.m_failed.inc(len(merged), *self._labels)
                 self.last_error = f"{type(exc).__name__}: {exc}"

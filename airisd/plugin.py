@@ -146,6 +146,16 @@ class Output(Plugin):
         (counted and logged)."""
         raise NotImplementedError
 
+    def prepare_ahead(self, batch: Batch) -> Any:
+        """Optional: work on a batch that needs nothing but its items (encoding it, say), done on
+        the event loop by the request that queues it, so that it overlaps the write in flight
+        instead of delaying the next one. Must not raise; None means nothing was prepared."""
+        return None
+
+    async def write_prepared(self, batch: Batch, parts: list[Any]) -> None:
+        """write(batch), given what prepare_ahead() returned for each batch merged into it, in order."""
+        await self.write(batch)
+
 
 class AlertChannel(Plugin):
     """A notification channel (email, slack, webhook, sms). Its Config is the channel's ``config``

@@ -265,6 +265,58 @@ async def test_store_group_commits_everything_queued(tmp_path: Path, metrics: Re
     assert [len(w) for w in out.writes] == [1, 12]  # one commit for the three waiting requests
 
 
+class AheadOutput(FakeOutput):
+    """Prepares each batch ahead (its first and last ts, or nothing for a batch starting at 100) and
+    records which parts each write got."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parts: list[list[Any] | None] = []
+
+    def prepare_ahead(self, batch: Batch) -> Any:
+        first = batch.items[0].ts
+        return None if first == 100 else (first, batch.items[-1].ts)
+
+    async def write(self, batch: Batch) -> None:
+        self.parts.append(None)
+        await super().write(batch)
+
+    async def write_prepared(self, batch: Batch, parts: list[Any]) -> None:
+        self.parts.append(parts)
+        await super().write(batch)
+
+
+async def test_parts_prepared_ahead_reach_the_write_in_order(tmp_path: Path, metrics: Registry) -> None:
+    config = OutputConfig(batch_size=50, max_queue_items=100)
+    out = AheadOutput(config, make_ctx(tmp_path, metrics=metrics))
+    out.gate = anyio.Event()
+    pipeline, runners = make_pipeline([out], metrics)
+    async with running(runners) as tg:
+        tg.start_soon(pipeline.submit, pts(1))
+        await out.started_writing.wait()
+        for start, n in ((10, 3), (20, 4)):
+            tg.start_soon(pipeline.submit, pts(n, start))
+        await anyio.wait_all_tasks_blocked()
+        out.gate.set()
+    assert out.parts == [[(0, 0)], [(10, 12), (20, 23)]]  # one part per merged batch, in item order
+    assert [p.ts for p in out.items] == [0, 10, 11, 12, 20, 21, 22, 23]
+
+
+async def test_a_batch_without_its_part_is_written_the_plain_way(tmp_path: Path, metrics: Registry) -> None:
+    out = AheadOutput(OutputConfig(batch_size=50, max_queue_items=100), make_ctx(tmp_path, metrics=metrics))
+    out.gate = anyio.Event()
+    pipeline, runners = make_pipeline([out], metrics)
+    async with running(runners) as tg:
+        tg.start_soon(pipeline.submit, pts(1))
+        await out.started_writing.wait()
+        for start in (10, 100):  # the batch at 100 has no part: the merged write cannot use parts
+            tg.start_soon(pipeline.submit, pts(2, start))
+        await anyio.wait_all_tasks_blocked()
+        out.gate.set()
+    assert out.parts == [[(0, 0)], None]
+    assert [p.ts for p in out.items] == [0, 10, 11, 100, 101]
+
+
 def test_runner_settings_come_from_the_output_config() -> None:
     s = runner_settings(OutputConfig(batch_size=7, flush_interval_secs=0.5, max_queue_items=70))
     assert (s.batch_size, s.flush_interval_secs, s.max_queue_items) == (7, 0.5, 70)

@@ -189,6 +189,35 @@ def test_the_output_in_both_modes(tmp_path: Path, mode: str) -> None:
     anyio.run(main)
 
 
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_batches_prepared_ahead_are_written_in_one_request(tmp_path: Path, mode: str) -> None:
+    """prepare_ahead() encodes a batch for the writer process when it is queued; write_prepared()
+    sends the parts of a group as one transaction. Without a writer process there is nothing to
+    prepare and the plain write() is used."""
+
+    async def main() -> None:
+        ctx = make_context(tmp_path)
+        out = SqliteOutput(SqliteConfig(writer=mode), ctx)
+        await out.start()
+        now = ctx.clock.time_ns()
+        first = Batch(Signal.LOGS, [_log(0, ts=now), _log(1, ts=now + 1)])
+        second = Batch(Signal.LOGS, [_log(2, ts=now + 2)])
+        parts = [out.prepare_ahead(first), out.prepare_ahead(second)]
+        assert all(isinstance(p, bytes) for p in parts) == (mode == "process")
+        assert out.prepare_ahead(Batch(Signal.LOGS, [])) is None
+        merged = Batch(Signal.LOGS, first.items + second.items)
+        if mode == "process":
+            await out.write_prepared(merged, parts)
+        else:
+            await out.write(merged)
+        logs = out.query_api(Signal.LOGS)
+        found = logs.search(None, from_ns=0, to_ns=2**63 - 1, limit=10)
+        assert sorted(r.ts for r in found) == [now, now + 1, now + 2]
+        await out.shutdown()
+
+    anyio.run(main)
+
+
 def test_writer_option_is_checked() -> None:
     with pytest.raises(ValueError, match="writer"):
         SqliteConfig(writer="fork").validate()

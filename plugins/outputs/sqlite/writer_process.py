@@ -320,11 +320,20 @@ class WriterProcess:
         if not items:
             return None
         if self.store.prepared_type is not None:
-            return Request(b"r", self._encoder.encode(self.store.prepare(items)))
+            return self.request_of([self.prepare_part(items)])
         try:
             return Request(b"m", self._encoder.encode(items), items)
         except (TypeError, OverflowError, msgspec.EncodeError):  # e.g. an int beyond 64 bits
             return Request(b"p", pickle.dumps(items, protocol=5))
+
+    def prepare_part(self, items: list[Any]) -> bytes:
+        """The store's prepare() of items, encoded: one part of a write request (request_of). Only
+        for a store that prepares (``pipelines``)."""
+        return self._encoder.encode(self.store.prepare(items))
+
+    def request_of(self, parts: list[bytes]) -> Request:
+        """One write request, one transaction, of parts made by prepare_part(), in order."""
+        return Request(b"r", self._encoder.encode([msgspec.Raw(p) for p in parts]))
 
     def send(self, request: Request) -> None:
         self._call(request.kind, request.payload, fallback=request.fallback)
@@ -378,7 +387,7 @@ class WriterProcess:
 # -- the writer process --------------------------------------------------------------------------
 def _serve(store: SignalStore, inp: IO[bytes], out: IO[bytes]) -> None:
     decoder = msgspec.msgpack.Decoder(list[store.item_type])  # type: ignore[name-defined]
-    prepared = msgspec.msgpack.Decoder(store.prepared_type) if store.prepared_type is not None else None
+    prepared = msgspec.msgpack.Decoder(list[store.prepared_type]) if store.prepared_type is not None else None  # type: ignore[name-defined]
     while (frame := _receive(inp)) is not None:
         kind, payload = frame
         if kind == b"q":
@@ -393,7 +402,7 @@ def _serve(store: SignalStore, inp: IO[bytes], out: IO[bytes]) -> None:
                 store.write_batches([items])
                 result: Any = None
             elif kind == b"r" and prepared is not None:
-                store.apply_batches([prepared.decode(payload)])
+                store.apply_batches(prepared.decode(payload))
                 result = None
             elif kind == b"p":
                 store.write_batches([pickle.loads(payload)])
