@@ -12,7 +12,8 @@ Protocol, over the child's stdin and stdout (never stdout for anything else: the
 ``print`` and friends to stderr): frames of ``kind (1 byte) + length (4 bytes LE) + payload``.
 
     daemon -> writer   m: items as msgpack    p: items pickled (what msgpack cannot carry)
-                       r: the store's prepare(items) as msgpack (stores that split their write)
+                       r: the store's prepare() of one or more batches, a msgpack list (stores
+                          that split their write; one transaction for the list)
                        x: delete_before(cutoff), pickled     q: close and exit
     writer -> daemon   o: done, result pickled               e: failed, (class name, message) pickled
                        d: the msgpack items did not decode as the store's type: send them pickled
