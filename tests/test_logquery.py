@@ -221,6 +221,13 @@ def test_nodes_reject_what_cannot_be_printed() -> None:
 # -- tokens and semantics --------------------------------------------------------------------
 
 
+@given(st.text(alphabet=st.sampled_from(list("aZ9_.-é ٣\n:/")), max_size=40) | st.text(max_size=40))
+def test_the_possessive_tokenizer_finds_the_plain_patterns_tokens(text: str) -> None:
+    import re
+
+    assert tokenize(text) == re.findall(r"\w+(?:[.\-]\w+)*", text.lower())
+
+
 def test_tokenizer_keeps_identifiers_and_dotted_names() -> None:
     text = "User user_12345 ran db.query on 10.0.0.1 (v1.2.3) for user-api: Connection failed. e.g. a--b"
     assert tokenize(text) == ["user", "user_12345", "ran", "db.query", "on", "10.0.0.1", "v1.2.3", "for",
