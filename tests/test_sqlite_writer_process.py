@@ -276,3 +276,33 @@ def test_on_the_event_loop_a_writer_dying_mid_request_fails_it_and_the_next_star
             store.close()
 
     anyio.run(main)
+
+
+def test_kept_read_connections_see_each_commit_and_close_with_the_store(tmp_path: Path) -> None:
+    """reader() keeps one connection per thread (the caller's close() leaves it open): a query
+    through it still sees every commit made since its last use, by this process or a writer process."""
+    import threading
+
+    store = LogStore(tmp_path)
+    store.open()
+    writer = WriterProcess(LogStore(tmp_path), background_checkpoint=False)
+    try:
+        seen = []
+        for i in range(3):
+            store.write_batches([[_log(2 * i, ts=10 + 2 * i)]])  # this process
+            writer.write_batches([[_log(2 * i + 1, ts=11 + 2 * i)]])  # the writer process
+            conn = store.reader()
+            seen.append(conn.execute("SELECT count(*) FROM logs").fetchone()[0])
+            conn.close()
+            assert store.reader() is conn  # kept for this thread
+        assert seen == [2, 4, 6]
+        other: list[object] = []
+        t = threading.Thread(target=lambda: other.append(store.reader()))
+        t.start()
+        t.join()
+        assert other[0] is not conn
+    finally:
+        writer.close()
+        store.close()
+    with pytest.raises(Exception, match="closed"):
+        conn.execute("SELECT 1")

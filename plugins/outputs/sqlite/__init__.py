@@ -207,13 +207,7 @@ class SqliteOutput(Output):
         out: dict[str, Any] = {}
         for sig, store in self.stores.items():
             try:
-                def probe(store: SignalStore = store) -> None:
-                    conn = store.reader()
-                    try:
-                        conn.execute("SELECT 1").fetchone()
-                    finally:
-                        conn.close()
-                await anyio.to_thread.run_sync(probe)
+                await anyio.to_thread.run_sync(store.probe)
                 out[sig.value] = {"reachable": True, "path": str(store.path)}
                 writer = self.writers.get(sig)
                 if writer is not None:
