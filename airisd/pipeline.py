@@ -159,7 +159,12 @@ class OutputRunner:
         """Put a batch in the buffer; return what to wait on before acknowledging, or None."""
         offer = batch if isinstance(batch, Offer) else Offer(batch)
         if self._prepares_ahead:  # only a memory buffer keeps the Batch object, and with it the part
-            part = self.output.prepare_ahead(offer.batch)
+            try:
+                part = self.output.prepare_ahead(offer.batch)
+            except Exception:  # a plugin's bug must not fail the request: write() still works
+                log.exception("prepare_ahead failed; the batch is written without it",
+                              extra={"kv": {"output": self.name}})
+                part = None
             if part is not None:
                 if offer.batch.ahead is None:
                     offer.batch.ahead = {}

@@ -346,3 +346,16 @@ async def test_ack_delivers_the_first_outcome_only() -> None:
     ok.set()
     await ok.wait()
     assert ok.error is None
+
+
+async def test_a_failing_prepare_ahead_costs_only_the_shortcut(tmp_path: Path, metrics: Registry) -> None:
+    class Broken(AheadOutput):
+        def prepare_ahead(self, batch: Batch) -> Any:
+            raise RuntimeError("bug")
+
+    out = Broken(OutputConfig(batch_size=50, max_queue_items=100), make_ctx(tmp_path, metrics=metrics))
+    pipeline, runners = make_pipeline([out], metrics)
+    async with running(runners):
+        await pipeline.submit(pts(2))
+    assert out.parts == [None]
+    assert [p.ts for p in out.items] == [0, 1]
