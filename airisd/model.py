@@ -18,7 +18,12 @@ class Signal(StrEnum):
     TRACES = "traces"
 
 
-class Point(msgspec.Struct, kw_only=True):
+# The records are not tracked by the cycle collector (gc=False): they hold strings, numbers and
+# containers of them, never a cycle, and ingestion makes thousands per request, whose tracking made
+# each one ~3x dearer to create (and a metric batch's decoding ~15%).
+
+
+class Point(msgspec.Struct, kw_only=True, gc=False):
     """One metric sample: a series (name + labels) at a time."""
 
     name: str
@@ -27,7 +32,7 @@ class Point(msgspec.Struct, kw_only=True):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class LogRecord(msgspec.Struct, kw_only=True):
+class LogRecord(msgspec.Struct, kw_only=True, gc=False):
     """One log line. Fields beyond the seed's named ones live in ``attributes``."""
 
     ts: int  # ns since epoch
@@ -43,7 +48,7 @@ class LogRecord(msgspec.Struct, kw_only=True):
     attributes: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class SpanLog(msgspec.Struct, kw_only=True):
+class SpanLog(msgspec.Struct, kw_only=True, gc=False):
     """An event inside a span (the seed's ``logs`` entries, OTLP span events)."""
 
     ts: int
@@ -51,7 +56,7 @@ class SpanLog(msgspec.Struct, kw_only=True):
     fields: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Span(msgspec.Struct, kw_only=True):
+class Span(msgspec.Struct, kw_only=True, gc=False):
     """One span. ``end_ts - start_ts`` is its duration in ns."""
 
     trace_id: str

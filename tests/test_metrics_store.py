@@ -343,3 +343,17 @@ def test_close_is_safe_twice(tmp_path: Path) -> None:
     store.close()
     store.close()
     assert (tmp_path / "metrics.db").exists()
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3), st.dictionaries(
+    st.sampled_from(["h", "k"]), st.sampled_from(["1", "2"]), max_size=2)), max_size=30))
+def test_prepare_gives_the_same_rows_whether_points_share_label_dicts_or_not(
+        spec: list[tuple[str, int, dict[str, str]]]) -> None:
+    """prepare() finds a point's series by (name, identity of its labels dict) within a call; points
+    sharing a dict, and equal dicts that are not shared, must come out alike."""
+    shared: dict[int, dict[str, str]] = {}
+    with_shared = [Point(name=n, value=float(i), ts=i, labels=shared.setdefault(k, labels))
+                   for i, (n, k, labels) in enumerate(spec)]
+    with_copies = [Point(name=p.name, value=p.value, ts=p.ts, labels=dict(p.labels)) for p in with_shared]
+    assert MetricStore(Path("/nonexistent")).prepare(with_shared) == MetricStore(Path("/nonexistent")).prepare(
+        with_copies)

@@ -89,21 +89,29 @@ class MetricStore(SignalStore):
         keys = self._prep_keys
         series: list[tuple[str, str, str]] = []
         index: dict[tuple[str, str, str], int] = {}
+        # Points of one series from one request share their labels dict (the batch decoder makes
+        # one per series): within this call, (name, that dict's identity) finds the series index
+        # without hashing the labels again.
+        by_dict: dict[tuple[str, int], int] = {}
         rows: list[tuple[int, int, float]] = []
         append = rows.append
         for p in items:
-            fkey = (p.name, tuple(p.labels.items()))
-            s = keys.get(fkey)
-            if s is None:
-                labels = orjson.dumps(p.labels, option=orjson.OPT_SORT_KEYS).decode()
-                s = (series_key(p.name, p.labels), p.name, labels)
-                if len(keys) >= 1_000_000:  # bounded: a label with unbounded values must not grow it forever
-                    keys.clear()
-                keys[fkey] = s
-            i = index.get(s)
+            dkey = (p.name, id(p.labels))
+            i = by_dict.get(dkey)
             if i is None:
-                i = index[s] = len(series)
-                series.append(s)
+                fkey = (p.name, tuple(p.labels.items()))
+                s = keys.get(fkey)
+                if s is None:
+                    labels = orjson.dumps(p.labels, option=orjson.OPT_SORT_KEYS).decode()
+                    s = (series_key(p.name, p.labels), p.name, labels)
+                    if len(keys) >= 1_000_000:  # bounded: a label with unbounded values must not grow it forever
+                        keys.clear()
+                    keys[fkey] = s
+                i = index.get(s)
+                if i is None:
+                    i = index[s] = len(series)
+                    series.append(s)
+                by_dict[dkey] = i
             append((i, p.ts, p.value))
         return series, rows
 
