@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import anyio
@@ -232,7 +233,8 @@ class OutputRunner:
             await self.buffer.commit(taken)
             return True
         batches = taken.batches
-        merged = batches[0] if len(batches) == 1 else Batch(self.signal, [i for b in batches for i in b.items])
+        merged = batches[0] if len(batches) == 1 else Batch(self.signal,
+                                                             list(chain.from_iterable(b.items for b in batches)))
         parts = [b.ahead.get(self.name) if b.ahead else None for b in batches] if self._prepares_ahead else [None]
         delay = self.settings.retry_initial_secs
         while True:
