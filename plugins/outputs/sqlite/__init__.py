@@ -103,23 +103,7 @@ class SqliteOutput(Output):
             self._open.add(sig)
 
     async def write(self, batch: Batch) -> None:
-        store = self.stores.get(batch.signal)
-        if store is None:
-            return
-        writer = self.writers.get(batch.signal)
-        try:
-            if writer is not None:
-                # No lock here: the writer orders its requests itself (a write and retention).
-                request = writer.encode(batch.items)  # Python work stays on the event loop's thread
-                if request is not None:
-                    await writer.send_async(request)
-                return
-            async with self._locks[batch.signal]:
-                await anyio.to_thread.run_sync(store.write_batches, [batch.items])
-        except Exception as exc:
-            if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, I/O: may pass
-                raise TransientError(f"sqlite {batch.signal.value}: {exc}") from exc
-            raise
+        await self._write(batch, None)
 
     def prepare_ahead(self, batch: Batch) -> bytes | None:
         """The store's prepared rows of a batch, encoded for its writer process, made by the request
@@ -134,14 +118,29 @@ class SqliteOutput(Output):
             return None
 
     async def write_prepared(self, batch: Batch, parts: list[Any]) -> None:
-        writer = self.writers.get(batch.signal)
-        if writer is None:
-            await self.write(batch)
+        await self._write(batch, parts)
+
+    async def _write(self, batch: Batch, parts: list[Any] | None) -> None:
+        """write(), with the parts prepare_ahead() made when given: through the writer process when
+        there is one, else in a worker thread. SQLite's operational errors may pass: transient."""
+        store = self.stores.get(batch.signal)
+        if store is None:
             return
+        writer = self.writers.get(batch.signal)
         try:
-            await writer.send_async(writer.request_of(parts))
-        except sqlite3.OperationalError as exc:  # locked, disk full, I/O: may pass
-            raise TransientError(f"sqlite {batch.signal.value}: {exc}") from exc
+            if writer is not None:
+                # No lock here: the writer orders its requests itself (a write and retention).
+                # The encoding is Python work: it stays on the event loop's thread.
+                request = writer.request_of(parts) if parts is not None else writer.encode(batch.items)
+                if request is not None:
+                    await writer.send_async(request)
+                return
+            async with self._locks[batch.signal]:
+                await anyio.to_thread.run_sync(store.write_batches, [batch.items])
+        except Exception as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, I/O: may pass
+                raise TransientError(f"sqlite {batch.signal.value}: {exc}") from exc
+            raise
 
     def query_api(self, signal: Signal) -> Any | None:
         return self.stores.get(signal)
