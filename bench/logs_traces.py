@@ -403,8 +403,17 @@ def log_queries(store: BigStore, workdir: Path, *, n: int) -> list[Latency]:
                                 "from": format_ts(store.end_ns - (h + 1) * hour),
                                 "to": format_ts(store.end_ns - h * hour), "size": "50"})
                      for h in range(0, 20, 2)]
+            # A rarer pair over the whole day, and deep pages: the count tables must keep them cheap.
+            day = {"from": format_ts(store.end_ns - 24 * hour), "to": format_ts(store.end_ns), "size": "50"}
+            rare = [("/logs", {**day, "level": "FATAL", "service": f"svc-{i}", "page": "3"}) for i in range(0, 20, 2)]
+            deep = [("/logs", {**day, "level": "ERROR", "service": f"svc-{i}", "page": str(40 + 10 * i)})
+                    for i in range(0, 20, 2)]  # fmt: skip
             return [_timed(c, "GET /logs/search?q=database AND error", search, n=n, warmup=5, key="items"),
                     _timed(c, "GET /logs?level=ERROR&service=svc-3&from&to (1 h)&size=50", pages, n=n,
+                           warmup=5, key="items"),
+                    _timed(c, "GET /logs?level=FATAL&service=svc-N (24 h)&page=3&size=50", rare, n=n,
+                           warmup=5, key="items"),
+                    _timed(c, "GET /logs?level=ERROR&service=svc-N (24 h)&page=40..220&size=50", deep, n=n,
                            warmup=5, key="items")]
     finally:
         server.stop(timeout=60)

@@ -198,11 +198,12 @@ def newest_first(recs: list[LogRecord]) -> list[LogRecord]:
     service=st.sampled_from([None, None, "user-api", "äpi"]),
     window=st.tuples(instants, instants | st.just(ALL[1])),
     limit=st.integers(1, 30),
+    paging=st.tuples(st.integers(1, 6), st.integers(1, 5), st.booleans()),
 )
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_search_equals_brute_force_filter(
     recs: list[LogRecord], query: Node | None, level: str | None, service: str | None,
-    window: tuple[int, int], limit: int,
+    window: tuple[int, int], limit: int, paging: tuple[int, int, bool],
 ) -> None:  # fmt: skip
     lo, hi = window
     with tempfile.TemporaryDirectory() as d:
@@ -232,6 +233,13 @@ def test_search_equals_brute_force_filter(
                         and all(matches(f, r) for f in filters[1 if query is not None else 0 :])]  # fmt: skip
                 total, items = s.page(page=1, size=5, level=level, service=service, from_ns=lo, to_ns=hi)
                 assert (total, items) == (len(kept), [stored(r) for r in kept[:5]])
+                # Any page, either order: the count tables narrow the range the page is read from.
+                page, size, desc = paging
+                in_order = kept if desc else kept[::-1]
+                total, items = s.page(page=page, size=size, sort_desc=desc, level=level, service=service,
+                                      from_ns=lo, to_ns=hi)  # fmt: skip
+                want = in_order[(page - 1) * size : page * size]
+                assert (total, items) == (len(kept), [stored(r) for r in want]), (page, size, desc)
         finally:
             s.close()
 
@@ -343,15 +351,16 @@ def _plan(store: LogStore, sql: str, args: tuple[object, ...]) -> str:
 
 
 @pytest.mark.parametrize(
-    ("level", "service", "index"),
+    ("level", "service", "index", "indexed_by"),
     [
-        ("ERROR", None, "logs_by_level"),
-        (None, "user-api", "logs_by_service"),
-        ("ERROR", "user-api", "logs_by_service_level"),
+        ("ERROR", None, "logs_by_level", ""),
+        (None, "user-api", "logs_by_service", ""),
+        ("ERROR", "user-api", "logs_by_level", "INDEXED BY logs_by_level"),
+        ("ERROR", "user-api", "logs_by_service", "INDEXED BY logs_by_service"),
     ],
 )
 def test_filtered_time_pages_read_one_index_range_without_sorting(
-    store: LogStore, level: str | None, service: str | None, index: str
+    store: LogStore, level: str | None, service: str | None, index: str, indexed_by: str
 ) -> None:
     from airisd_plugins.outputs.sqlite.logs_store import _with_filters
 
@@ -359,10 +368,59 @@ def test_filtered_time_pages_read_one_index_range_without_sorting(
 
     f = to_sql(_with_filters(None, level, service))
     sql = (
-        f"SELECT l.ts FROM logs AS l WHERE l.ts >= ? AND l.ts <= ? AND {f.where} ORDER BY l.ts DESC LIMIT 50"
+        f"SELECT l.ts FROM logs AS l {indexed_by} WHERE l.ts >= ? AND l.ts <= ? AND {f.where} "
+        "ORDER BY l.ts DESC LIMIT 50"
     )
     plan = _plan(store, sql, (0, 1, *f.params))
     assert index in plan and "rowid>" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_level_and_service_read_the_rarer_index_over_the_pages_buckets(store: LogStore) -> None:
+    """Both filters: the index with fewer rows in the range, and only the buckets that hold the page.
+    Three hours at 10 s steps; "rare" logs one record an hour, each at ERROR; "busy" the rest, a
+    tenth of them at ERROR."""
+    from airisd_plugins.outputs.sqlite.logs_store import _with_filters
+
+    from airisd.logquery import to_sql
+
+    step = 10 * 10**9
+    recs = [LogRecord(ts=i * step, level="ERROR" if i % 360 == 7 or i % 10 == 3 else "INFO", message="m",
+                      service="rare" if i % 360 == 7 else "busy") for i in range(3 * 360)]  # fmt: skip
+    store.write_batches([recs])
+    conn = store.reader()
+    try:
+        node = _with_filters(None, "error", "RARE")
+        assert store._rarer_index(conn, node, 0, ALL[1]) == "INDEXED BY logs_by_service"
+        assert store._rarer_index(conn, _with_filters(None, "INFO", "rare"), 0, ALL[1]) == "INDEXED BY logs_by_service"
+        assert store._rarer_index(conn, _with_filters(None, "ERROR", "busy"), 0, ALL[1]) == "INDEXED BY logs_by_level"
+        f = to_sql(node)
+        hour = 60 * MINUTE
+        # Newest first, the second of the three: only the minute that holds it.
+        lo, hi, offset = store._narrow(conn, f, 0, ALL[1], 1, 1, True)
+        assert (lo, hi, offset) == (hour + MINUTE, hour + 2 * MINUTE - 1, 0)
+        lo, hi, offset = store._narrow(conn, f, 0, ALL[1], 0, 2, False)  # the oldest two
+        assert (lo, hi, offset) == (MINUTE, hour + 2 * MINUTE - 1, 0)
+    finally:
+        conn.close()
+    total, items = store.page(page=2, size=1, level="error", service="rare", from_ns=0, to_ns=ALL[1])
+    assert total == 3 and [r.ts for r in items] == [(360 + 7) * step]
+
+
+def test_opening_an_older_store_drops_the_pair_index(tmp_path: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "logs.db")
+    older = "CREATE INDEX logs_by_service_level ON logs(service, level);"
+    conn.executescript(LogStore.SCHEMA.replace("DROP INDEX IF EXISTS logs_by_service_level;", older))
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'logs_by_service_level'").fetchone()[0]
+    conn.close()
+    s = LogStore(tmp_path)
+    s.open()
+    try:
+        names = {r[0] for r in s.wconn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "logs_by_service_level" not in names and {"logs_by_level", "logs_by_service"} <= names
+    finally:
+        s.close()
 
 
 def test_text_search_walks_the_index_newest_first(store: LogStore) -> None:

@@ -17,10 +17,13 @@ Layout, and why:
   ``logquery.FTS_COLUMNS``: message, stack_trace, and "meta", which holds the words of level,
   service and the ids (``logquery.meta_text``). Deleting an FTS5 row needs the same
   text again, which ``delete_before`` recomputes from the stored row.
-- Indexes on ``level``, ``service`` and ``(service, level)``: each of the seed's filters (level,
-  service, both) with a time range and newest-first order is one backward index range scan.
-  The ids have none: their words are in the FTS5 index, which finds them (each B-tree index cost
-  ~15-25% of insert throughput here).
+- Indexes on ``level`` and on ``service``: each of the seed's filters with a time range and
+  newest-first order is one backward index range scan. Both together use the one with fewer rows
+  in the range (from the count tables), and the count tables first shrink the range to the buckets
+  that hold the page, so a rare pair or a deep page reads few rows. There is no ``(service,
+  level)`` index: its hundred-odd insertion points dirtied as many pages per commit, a sixth of
+  the writer's time per record. The ids have no index either: their words are in the FTS5 index,
+  which finds them.
 - ``log_counts_hour`` and ``log_counts_minute`` count records per (time bucket, service, level),
   kept by the writer (a few upserts per batch): a page's total is a sum of whole hours, whole
   minutes at the edges and the rows of the two partial minutes, instead of a count over millions
@@ -192,7 +195,7 @@ class LogStore(SignalStore):
         );
         CREATE INDEX IF NOT EXISTS logs_by_level ON logs(level);
         CREATE INDEX IF NOT EXISTS logs_by_service ON logs(service);
-        CREATE INDEX IF NOT EXISTS logs_by_service_level ON logs(service, level);
+        DROP INDEX IF EXISTS logs_by_service_level;  -- older stores have it (see the docstring)
         CREATE TABLE IF NOT EXISTS log_counts_hour (
             bucket  INTEGER NOT NULL,           -- ts // 3600 s
             service TEXT NOT NULL COLLATE NOCASE,
@@ -349,9 +352,12 @@ class LogStore(SignalStore):
         limit: int,
     ) -> list[LogRecord]:
         """Records in [from_ns, to_ns] that match query and the level/service filters, newest first."""
-        f = to_sql(_with_filters(query, level, service))
+        node = _with_filters(query, level, service)
+        f = to_sql(node)
         conn = self.reader()
         try:
+            if _level_service_only(node):
+                return self._counted_rows(conn, node, f, from_ns, to_ns, 0, limit, True)
             if f.fts is not None:
                 sql = (f"SELECT {_COLUMNS} {_FTS_JOIN} AND {f.where} "
                        "ORDER BY logs_fts.rowid DESC LIMIT ?")  # fmt: skip
@@ -419,22 +425,83 @@ class LogStore(SignalStore):
         """Page ``page`` (from 1) of ``size`` records in time order, and the total that match."""
         if page < 1 or size < 1:
             raise ValueError(f"page and size start at 1, got page={page} size={size}")
-        f = to_sql(_with_filters(None, level, service))
-        order = "DESC" if sort_desc else "ASC"
+        node = _with_filters(None, level, service)
+        f = to_sql(node)
         conn = self.reader()
         try:
             total = self._count_by_buckets(conn, f, from_ns, to_ns)
             offset = (page - 1) * size
             if offset >= total:
                 return total, []
-            # The page's keys come from an index-only scan; only those rows are read whole.
-            sql = (f"SELECT {_COLUMNS} FROM logs AS l WHERE l.ts IN ("
-                   f"SELECT l.ts FROM logs AS l WHERE l.ts >= ? AND l.ts <= ? AND {f.where} "
-                   f"ORDER BY l.ts {order} LIMIT ? OFFSET ?) ORDER BY l.ts {order}")  # fmt: skip
-            rows = conn.execute(sql, (from_ns, to_ns, *f.params, size, offset)).fetchall()
-            return total, [_record(row) for row in rows]
+            return total, self._counted_rows(conn, node, f, from_ns, to_ns, offset, size, sort_desc)
         finally:
             conn.close()
+
+    def _counted_rows(self, conn: sqlite3.Connection, node: Node | None, f: SqlFilter, lo: int, hi: int,
+                      offset: int, size: int, desc: bool) -> list[LogRecord]:  # fmt: skip
+        """Rows offset..offset+size of [lo, hi] in time order, for a filter on level and service only
+        (the count tables know how many rows each bucket holds): the range shrinks to the buckets
+        that hold the page, and the scan uses the filter's rarer index."""
+        lo, hi, offset = self._narrow(conn, f, lo, hi, offset, size, desc)
+        order = "DESC" if desc else "ASC"
+        indexed = self._rarer_index(conn, node, lo, hi)
+        # The page's keys come from an index scan; only those rows are read whole.
+        sql = (f"SELECT {_COLUMNS} FROM logs AS l WHERE l.ts IN ("
+               f"SELECT l.ts FROM logs AS l {indexed} WHERE l.ts >= ? AND l.ts <= ? AND {f.where} "
+               f"ORDER BY l.ts {order} LIMIT ? OFFSET ?) ORDER BY l.ts {order}")  # fmt: skip
+        return [_record(row) for row in conn.execute(sql, (lo, hi, *f.params, size, offset))]
+
+    def _narrow(self, conn: sqlite3.Connection, f: SqlFilter, lo: int, hi: int, offset: int, size: int,
+                desc: bool) -> tuple[int, int, int]:  # fmt: skip
+        """A range and offset that select the same rows as offset..offset+size of [lo, hi].
+
+        Coarse buckets then fine, walked in page order from the near end: the near bound moves to
+        the bucket that holds the page's first row (the rows it passes come off the offset), the far
+        bound to the bucket that holds its last. Without it a sparse filter (a rare level of one
+        service) or a deep page would scan every row of the range from the near end."""
+        for table, bsize in _COUNT_TABLES:
+            first, last = -(-lo // bsize), (hi + 1) // bsize - 1  # the buckets wholly inside [lo, hi]
+            if first > last:
+                continue
+            if desc:  # rows in the partial bucket at the near end come first
+                seen = self._count_by_buckets(conn, f, (last + 1) * bsize, hi) if hi >= (last + 1) * bsize else 0
+            else:
+                seen = self._count_by_buckets(conn, f, lo, first * bsize - 1) if lo < first * bsize else 0
+            skipped = 0
+            sql = (f"SELECT l.bucket, sum(l.n) FROM {table} AS l WHERE l.bucket >= ? AND l.bucket <= ? "
+                   f"AND {f.where} GROUP BY l.bucket ORDER BY l.bucket {'DESC' if desc else 'ASC'}")  # fmt: skip
+            for bucket, n in conn.execute(sql, (first, last, *f.params)):
+                if seen <= offset:  # every row before this bucket comes before the page
+                    skipped = seen
+                    if desc:
+                        hi = (bucket + 1) * bsize - 1
+                    else:
+                        lo = bucket * bsize
+                seen += n
+                if seen >= offset + size:  # the page ends in this bucket
+                    if desc:
+                        lo = max(lo, bucket * bsize)
+                    else:
+                        hi = min(hi, (bucket + 1) * bsize - 1)
+                    break
+            offset -= skipped
+        return lo, hi, offset
+
+    def _rarer_index(self, conn: sqlite3.Connection, node: Node | None, lo: int, hi: int) -> str:
+        """``INDEXED BY`` the level or the service index, whichever has fewer rows in [lo, hi], when
+        the filter names both (there is no index on the pair: it cost a third of the writer's
+        time). Otherwise the planner's choice."""
+        terms = node.children if isinstance(node, And) else (node,)
+        by_field = {t.field: t for t in terms if isinstance(t, Match) and t.kind is Kind.TERM}
+        if "level" not in by_field or "service" not in by_field:
+            return ""
+        counts = {}
+        for field in ("level", "service"):
+            sub = to_sql(by_field[field])
+            if sub.fts is not None or sub.where != f"l.{field} = ?":
+                return ""  # not a plain equality, which the index might not serve
+            counts[field] = self._count_by_buckets(conn, sub, lo, hi)
+        return f"INDEXED BY logs_by_{min(counts, key=counts.__getitem__)}"
 
     def count_all(self) -> int:
         conn = self.reader()
