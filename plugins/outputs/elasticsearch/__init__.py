@@ -1,14 +1,16 @@
 """Logs to Elasticsearch: daily indices ``logs-YYYY.MM.DD``, an index template installed at start,
-the bulk API, per-document errors retried (429/5xx) or dead-lettered (mapping conflicts), and the
-log role's queries answered from the indices (``[stores] log = "elasticsearch"``)."""
+the bulk API, per-document errors retried (429/5xx) or dead-lettered (mapping conflicts), the
+log role's queries answered from the indices (``[stores] log = "elasticsearch"``), and indices
+older than ``retention_days`` deleted."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import anyio
 from airisd_plugins.outputs.elasticsearch.config import ElasticsearchConfig
+from airisd_plugins.outputs.elasticsearch.retention import DAY_SECS, delete_groups, expired
 from airisd_plugins.outputs.elasticsearch.store import EsLogStore
 from airisd_plugins.outputs.elasticsearch.template import index_template
 from airisd_plugins.outputs.elasticsearch.writer import DeadLetter, Doc, bulk, prepare, transient
@@ -19,6 +21,7 @@ from airisd.model import Batch, Signal
 from airisd.plugin import Output, Plugin
 
 if TYPE_CHECKING:  # the client library is imported when used: loading the plugins must not load it
+    from anyio.abc import TaskStatus
     from elasticsearch import AsyncElasticsearch, Elasticsearch
 
 
@@ -58,6 +61,10 @@ class ElasticsearchOutput(Output):
         self._template_ok = not config.install_template
         self._retry_batch: Batch | None = None  # the batch whose write last failed, and what is left of it
         self._retry_docs: list[Doc] = []
+        self.m_deleted = ctx.metrics.counter("output_indices_deleted_total",
+                                             "Indices an output deleted because they were older than retention_days",
+                                             ("output",))
+        self._retention_scope: anyio.CancelScope | None = None
 
     @property
     def client(self) -> AsyncElasticsearch:
@@ -116,6 +123,60 @@ class ElasticsearchOutput(Output):
             raise transient(out, len(docs))
         self._retry_batch, self._retry_docs = None, []
 
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Delete old indices at start and every retention_check_interval_secs, until shutdown."""
+        if self.config.retention_days <= 0:
+            task_status.started()
+            return
+        with anyio.CancelScope() as scope:
+            self._retention_scope = scope  # shutdown() cancels it before closing the client
+            task_status.started()
+            while True:
+                try:
+                    await self.enforce_retention()
+                except Exception as exc:  # a background task never stops the daemon: the next period retries
+                    self.ctx.log.warning("elasticsearch retention failed; retrying next period",
+                                         extra={"kv": {"output": self.label, "error": f"{type(exc).__name__}: {exc}",
+                                                       "retry_in_secs": self.config.retention_check_interval_secs}})
+                await anyio.sleep(self.config.retention_check_interval_secs)
+
+    async def enforce_retention(self, now: float | None = None) -> list[str]:
+        """Delete our indices (exactly ``<index_prefix><index_date_format>``) whose whole period ended
+        retention_days or more before ``now`` (UTC seconds; default: the clock); return their names.
+        Raises TransientError when the cluster cannot be reached or refuses (nothing is lost: the
+        next call deletes what is left)."""
+        c = self.config
+        if c.retention_days <= 0:
+            return []
+        if now is None:
+            now = self.ctx.clock.time_ns() / 1e9
+        cutoff = now - c.retention_days * DAY_SECS
+        from elasticsearch import ApiError, TransportError
+
+        deleted: list[str] = []
+        try:
+            # _cat/indices lists concrete indices only (never aliases or data streams), closed ones too;
+            # a pattern that matches nothing answers [].
+            resp = await self.client.cat.indices(index=c.index_prefix + "*", format="json", h="index",
+                                                 expand_wildcards="open,closed")
+            rows = cast(list[dict[str, Any]], resp.body)  # format=json: a list, typed as text or object
+            old = expired((row["index"] for row in rows), c.index_prefix, c.index_date_format, cutoff)
+            for group in delete_groups(old):
+                # Named one by one: Elasticsearch 8 refuses wildcards in DELETE (destructive_requires_name).
+                # ignore_unavailable: an index deleted meanwhile (by ILM, another daemon) is not an error.
+                await self.client.indices.delete(index=",".join(group), ignore_unavailable=True)
+                deleted += group
+        except (ApiError, TransportError) as exc:
+            raise TransientError(f"deleting {c.index_prefix}* indices older than {c.retention_days} days "
+                                 f"({len(deleted)} deleted so far): {type(exc).__name__}: {exc}") from exc
+        finally:
+            if deleted:
+                self.m_deleted.inc(len(deleted), self.label)
+                self.ctx.log.info("elasticsearch retention deleted old indices",
+                                  extra={"kv": {"output": self.label, "indices": len(deleted),
+                                                "first": deleted[0], "last": deleted[-1]}})
+        return deleted
+
     def query_api(self, signal: Signal) -> Any | None:
         if signal is not Signal.LOGS:
             return None
@@ -138,6 +199,9 @@ class ElasticsearchOutput(Output):
             return {"logs": {"reachable": False, "error": f"{type(exc).__name__}: {exc}"}}
 
     async def shutdown(self) -> None:
+        if self._retention_scope is not None:
+            self._retention_scope.cancel()
+            self._retention_scope = None
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()

@@ -7,6 +7,7 @@ import time
 from urllib.parse import urlsplit
 
 import msgspec
+from airisd_plugins.outputs.elasticsearch.retention import datable
 
 from airisd.pipeline import OutputConfig
 
@@ -42,6 +43,11 @@ class ElasticsearchConfig(OutputConfig):
     ## Documents Elasticsearch refuses for good (mapping conflicts) are appended to JSON-lines files
     ## here; empty: <data_dir>/dead-letter.
     dead_letter_dir: str = ""
+    ## Delete the indices whose whole day (period of index_date_format) ended more than this many days
+    ## ago; 0 keeps every index (deletion left to ILM or the operator).
+    retention_days: int = 0
+    ## How often old indices are looked for (the first time at start).
+    retention_check_interval_secs: float = 3600.0
 
     def validate(self) -> None:
         super().validate()
@@ -65,6 +71,17 @@ class ElasticsearchConfig(OutputConfig):
         if not sample or not re.fullmatch(r"[0-9._+-]+", sample) or "%" not in self.index_date_format:
             raise ValueError(f"index_date_format {self.index_date_format!r} must be a strftime date format "
                              "of digits and ._+- (e.g. '%Y.%m.%d')")
+        if self.retention_days < 0:
+            raise ValueError(f"retention_days must be >= 0 (0 keeps every index, N deletes indices older than "
+                             f"N days), got {self.retention_days}")
+        if self.retention_days and not datable(self.index_date_format):
+            raise ValueError(f"retention_days = {self.retention_days} needs an index_date_format whose names each "
+                             f"cover one period with its year ('%Y.%m.%d' daily, '%Y.%m' monthly, '%Y' yearly, "
+                             f"'%Y.%m.%d.%H' hourly, '%Y.%j'), got {self.index_date_format!r}: change it, "
+                             "or set retention_days = 0 and let ILM delete old indices")
+        if self.retention_check_interval_secs <= 0:
+            raise ValueError(f"retention_check_interval_secs must be positive, got "
+                             f"{self.retention_check_interval_secs}")
         if not self.template_name:
             raise ValueError("template_name must not be empty")
         if self.number_of_shards < 1 or self.number_of_replicas < 0:

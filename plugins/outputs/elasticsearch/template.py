@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from typing import Any
 
@@ -84,6 +85,17 @@ def index_template(prefix: str, *, shards: int, replicas: int) -> dict[str, Any]
 def index_name(prefix: str, date_format: str, ts_ns: int) -> str:
     """``logs-2024.01.15``: the record's UTC date (Elasticsearch wants lower case)."""
     return prefix + time.strftime(date_format, time.gmtime(ts_ns // NS_PER_S)).lower()
+
+
+_DAY_DIRECTIVES = frozenset("YyCGgmdejUWVuw")  # strftime fields that change at most once a UTC day
+
+
+def name_bucket_ns(date_format: str) -> int:
+    """Records in one bucket ``ts // bucket`` share their index name: a UTC day, or a second when the
+    format names a finer unit (``%H``: hourly indices), so a cache of names per bucket is exact."""
+    if set(re.findall(r"%(.)", date_format)) <= _DAY_DIRECTIVES:
+        return 86_400 * NS_PER_S
+    return NS_PER_S
 
 
 def iso_nanos(ts_ns: int) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from airisd_plugins.outputs.elasticsearch.template import content_id, document, encode, index_name
+from airisd_plugins.outputs.elasticsearch.template import content_id, document, encode, index_name, name_bucket_ns
 
 from airisd.errors import TransientError
 from airisd.model import LogRecord
@@ -52,12 +52,13 @@ def prepare(records: list[LogRecord], *, prefix: str, date_format: str, content_
     """Each record as a bulk ``create`` with its index and id; the id is also stored as
     ``event_id`` (the sort tie-breaker of the store)."""
     names: dict[int, str] = {}
+    bucket_ns = name_bucket_ns(date_format)  # a day, unless the indices are hourly or finer
     out: list[Doc] = []
     for r in records:
-        day = r.ts // 86_400_000_000_000
-        index = names.get(day)
+        bucket = r.ts // bucket_ns
+        index = names.get(bucket)
         if index is None:
-            index = names[day] = index_name(prefix, date_format, r.ts)
+            index = names[bucket] = index_name(prefix, date_format, r.ts)
         body = encode(document(r))
         doc_id = content_id(body) if content_ids else os.urandom(20).hex()
         body = body[:-1] + b',"event_id":"' + doc_id.encode() + b'"}'
