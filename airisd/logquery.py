@@ -671,7 +671,12 @@ class _SqlCompiler:
 
 def to_sql(node: Node | None, *, alias: str = "l", fts_table: str = "logs_fts") -> SqlFilter:
     """Compile for the store. The top-level AND's text parts become one FTS5 expression that
-    drives the search; everything else becomes ``where``."""
+    drives the search; everything else becomes ``where``.
+
+    A field equal to a value has the value's tokens in the "meta" column, so exact matches on the
+    short fields also go into the FTS5 expression, to find candidates that ``where`` then decides:
+    always for the ids (rare words), and for level and service only when nothing else would drive
+    (their words are common, and the store has no B-tree index on them: see logs_store)."""
     if node is None:
         return SqlFilter(None, "1", ())
     conjuncts: list[Node] = list(node.children) if isinstance(node, And) else [node]
@@ -679,24 +684,25 @@ def to_sql(node: Node | None, *, alias: str = "l", fts_table: str = "logs_fts") 
     negative: list[str] = []
     rest: list[Node] = []
     prefilter: list[str] = []
+    common: list[str] = []
     for c in conjuncts:
         e = _fts_expr(c)
         if e is not None:
             positive.append(e)
             continue
-        if isinstance(c, Match) and c.field in ID_FIELDS and c.kind is not Kind.PREFIX:
-            # An id equal to the value has the value's tokens in "meta": let the index find the
-            # candidates, and the exact comparison below decide.
-            run = _query_tokens(c.value)
+        if isinstance(c, Match) and c.field in EXACT_FIELDS and c.kind is not Kind.PREFIX:
+            run = _query_tokens(_level_target(c.value) if c.field == "level" else c.value)
             if run:
-                prefilter.append('meta : "' + " ".join(run) + '"')
+                (prefilter if c.field in ID_FIELDS else common).append('meta : "' + " ".join(run) + '"')
         if isinstance(c, Not) and (e := _fts_expr(c.child)) is not None:
             negative.append(e)
             continue
         rest.append(c)
-    if not positive:
+    if positive:
+        positive += prefilter
+    else:
         rest = conjuncts
-    positive += prefilter
+        positive = prefilter or common
     compiler = _SqlCompiler(alias, fts_table)
     where = " AND ".join(compiler.node(c) for c in rest) or "1"
     return SqlFilter(_and_not(positive, negative) if positive else None, where, tuple(compiler.params))

@@ -350,34 +350,24 @@ def _plan(store: LogStore, sql: str, args: tuple[object, ...]) -> str:
     return " | ".join(row[3] for row in store.wconn.execute("EXPLAIN QUERY PLAN " + sql, args))
 
 
-@pytest.mark.parametrize(
-    ("level", "service", "index", "indexed_by"),
-    [
-        ("ERROR", None, "logs_by_level", ""),
-        (None, "user-api", "logs_by_service", ""),
-        ("ERROR", "user-api", "logs_by_level", "INDEXED BY logs_by_level"),
-        ("ERROR", "user-api", "logs_by_service", "INDEXED BY logs_by_service"),
-    ],
-)
-def test_filtered_time_pages_read_one_index_range_without_sorting(
-    store: LogStore, level: str | None, service: str | None, index: str, indexed_by: str
+@pytest.mark.parametrize(("level", "service"), [("ERROR", None), (None, "user-api"), ("warning", "user-api")])
+def test_filtered_time_pages_walk_the_words_newest_first_without_sorting(
+    store: LogStore, level: str | None, service: str | None
 ) -> None:
-    from airisd_plugins.outputs.sqlite.logs_store import _with_filters
+    """Level and service have no B-tree index: their words in the FTS5 index find the rows."""
+    from airisd_plugins.outputs.sqlite.logs_store import _FTS_JOIN, _with_filters
 
     from airisd.logquery import to_sql
 
     f = to_sql(_with_filters(None, level, service))
-    sql = (
-        f"SELECT l.ts FROM logs AS l {indexed_by} WHERE l.ts >= ? AND l.ts <= ? AND {f.where} "
-        "ORDER BY l.ts DESC LIMIT 50"
-    )
-    plan = _plan(store, sql, (0, 1, *f.params))
-    assert index in plan and "rowid>" in plan and "TEMP B-TREE" not in plan, plan
+    assert f.fts is not None and f.fts.count("meta : ") == (level is not None) + (service is not None)
+    sql = f"SELECT l.ts {_FTS_JOIN} AND {f.where} ORDER BY logs_fts.rowid DESC LIMIT 50"
+    plan = _plan(store, sql, (f.fts, 0, 1, *f.params))
+    assert plan.startswith("SCAN logs_fts VIRTUAL TABLE") and "TEMP B-TREE" not in plan, plan
 
 
-def test_level_and_service_read_the_rarer_index_over_the_pages_buckets(store: LogStore) -> None:
-    """Both filters: the index with fewer rows in the range, and only the buckets that hold the page.
-    Three hours at 10 s steps; "rare" logs one record an hour, each at ERROR; "busy" the rest, a
+def test_level_and_service_pages_read_only_the_buckets_that_hold_them(store: LogStore) -> None:
+    """Three hours at 10 s steps; "rare" logs one record an hour, each at ERROR; "busy" the rest, a
     tenth of them at ERROR."""
     from airisd_plugins.outputs.sqlite.logs_store import _with_filters
 
@@ -389,36 +379,41 @@ def test_level_and_service_read_the_rarer_index_over_the_pages_buckets(store: Lo
     store.write_batches([recs])
     conn = store.reader()
     try:
-        node = _with_filters(None, "error", "RARE")
-        assert store._rarer_index(conn, node, 0, ALL[1]) == "INDEXED BY logs_by_service"
-        assert store._rarer_index(conn, _with_filters(None, "INFO", "rare"), 0, ALL[1]) == "INDEXED BY logs_by_service"
-        assert store._rarer_index(conn, _with_filters(None, "ERROR", "busy"), 0, ALL[1]) == "INDEXED BY logs_by_level"
-        f = to_sql(node)
+        f = to_sql(_with_filters(None, "error", "RARE"))
         hour = 60 * MINUTE
         # Newest first, the second of the three: only the minute that holds it.
         lo, hi, offset = store._narrow(conn, f, 0, ALL[1], 1, 1, True)
         assert (lo, hi, offset) == (hour + MINUTE, hour + 2 * MINUTE - 1, 0)
         lo, hi, offset = store._narrow(conn, f, 0, ALL[1], 0, 2, False)  # the oldest two
         assert (lo, hi, offset) == (MINUTE, hour + 2 * MINUTE - 1, 0)
+        # A deep page of busy ERRORs: the offset shrinks to within the page's first minute.
+        f = to_sql(_with_filters(None, "ERROR", "busy"))
+        lo, hi, offset = store._narrow(conn, f, 0, ALL[1], 60, 5, True)
+        assert hi - lo < 10 * MINUTE and offset < 2, (lo, hi, offset)
     finally:
         conn.close()
     total, items = store.page(page=2, size=1, level="error", service="rare", from_ns=0, to_ns=ALL[1])
     assert total == 3 and [r.ts for r in items] == [(360 + 7) * step]
+    busy = [r.ts for r in sorted(recs, key=lambda r: -r.ts) if r.service == "busy" and r.level == "ERROR"]
+    total, items = store.page(page=13, size=5, level="ERROR", service="busy", from_ns=0, to_ns=ALL[1])
+    assert total == len(busy) and [r.ts for r in items] == busy[60:65]
 
 
-def test_opening_an_older_store_drops_the_pair_index(tmp_path: Path) -> None:
+def test_opening_an_older_store_drops_its_level_and_service_indexes(tmp_path: Path) -> None:
     import sqlite3
 
     conn = sqlite3.connect(tmp_path / "logs.db")
-    older = "CREATE INDEX logs_by_service_level ON logs(service, level);"
-    conn.executescript(LogStore.SCHEMA.replace("DROP INDEX IF EXISTS logs_by_service_level;", older))
-    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'logs_by_service_level'").fetchone()[0]
+    older = ("CREATE INDEX logs_by_level ON logs(level); CREATE INDEX logs_by_service ON logs(service); "
+             "CREATE INDEX logs_by_service_level ON logs(service, level);")  # fmt: skip
+    conn.executescript(LogStore.SCHEMA.replace("DROP INDEX IF EXISTS", "-- ") + older)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'logs_by_%'"
+                        ).fetchone()[0] == 3  # fmt: skip
     conn.close()
     s = LogStore(tmp_path)
     s.open()
     try:
         names = {r[0] for r in s.wconn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "logs_by_service_level" not in names and {"logs_by_level", "logs_by_service"} <= names
+        assert not {n for n in names if n.startswith("logs_by_")}, names
     finally:
         s.close()
 

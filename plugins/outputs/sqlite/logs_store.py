@@ -17,13 +17,15 @@ Layout, and why:
   ``logquery.FTS_COLUMNS``: message, stack_trace, and "meta", which holds the words of level,
   service and the ids (``logquery.meta_text``). Deleting an FTS5 row needs the same
   text again, which ``delete_before`` recomputes from the stored row.
-- Indexes on ``level`` and on ``service``: each of the seed's filters with a time range and
-  newest-first order is one backward index range scan. Both together use the one with fewer rows
-  in the range (from the count tables), and the count tables first shrink the range to the buckets
-  that hold the page, so a rare pair or a deep page reads few rows. There is no ``(service,
-  level)`` index: its hundred-odd insertion points dirtied as many pages per commit, a sixth of
-  the writer's time per record. The ids have no index either: their words are in the FTS5 index,
-  which finds them.
+- No B-tree index besides time: level, service and the ids are found by their words in the FTS5
+  "meta" column (``logquery.to_sql`` puts them in the FTS5 expression; ``where`` then compares
+  exactly), newest first like any text search. A page filtered by level and service first shrinks
+  its range with the count tables to the buckets that hold the page, so a rare pair or a deep
+  page reads few rows. Indexes on level, service and (service, level) were measured and dropped:
+  each insert touched one leaf page per distinct key (the pair had a hundred), and the writer
+  spent about 9 of its 27 us per record on them (a one-hour level + service page is ~1 ms either
+  way; a count of one level's rows over an hour without the count tables, e.g. with an attribute
+  condition, reads each row: ~1.7 us a row).
 - ``log_counts_hour`` and ``log_counts_minute`` count records per (time bucket, service, level),
   kept by the writer (a few upserts per batch): a page's total is a sum of whole hours, whole
   minutes at the edges and the rows of the two partial minutes, instead of a count over millions
@@ -193,9 +195,9 @@ class LogStore(SignalStore):
             labels      TEXT,                   -- JSON object, NULL when empty
             attributes  TEXT                    -- JSON object, NULL when empty
         );
-        CREATE INDEX IF NOT EXISTS logs_by_level ON logs(level);
-        CREATE INDEX IF NOT EXISTS logs_by_service ON logs(service);
-        DROP INDEX IF EXISTS logs_by_service_level;  -- older stores have it (see the docstring)
+        DROP INDEX IF EXISTS logs_by_level;  -- older stores have these (see the docstring)
+        DROP INDEX IF EXISTS logs_by_service;
+        DROP INDEX IF EXISTS logs_by_service_level;
         CREATE TABLE IF NOT EXISTS log_counts_hour (
             bucket  INTEGER NOT NULL,           -- ts // 3600 s
             service TEXT NOT NULL COLLATE NOCASE,
@@ -357,7 +359,7 @@ class LogStore(SignalStore):
         conn = self.reader()
         try:
             if _level_service_only(node):
-                return self._counted_rows(conn, node, f, from_ns, to_ns, 0, limit, True)
+                return self._counted_rows(conn, f, from_ns, to_ns, 0, limit, True)
             if f.fts is not None:
                 sql = (f"SELECT {_COLUMNS} {_FTS_JOIN} AND {f.where} "
                        "ORDER BY logs_fts.rowid DESC LIMIT ?")  # fmt: skip
@@ -425,31 +427,32 @@ class LogStore(SignalStore):
         """Page ``page`` (from 1) of ``size`` records in time order, and the total that match."""
         if page < 1 or size < 1:
             raise ValueError(f"page and size start at 1, got page={page} size={size}")
-        node = _with_filters(None, level, service)
-        f = to_sql(node)
+        f = to_sql(_with_filters(None, level, service))
         conn = self.reader()
         try:
             total = self._count_by_buckets(conn, f, from_ns, to_ns)
             offset = (page - 1) * size
             if offset >= total:
                 return total, []
-            return total, self._counted_rows(conn, node, f, from_ns, to_ns, offset, size, sort_desc)
+            return total, self._counted_rows(conn, f, from_ns, to_ns, offset, size, sort_desc)
         finally:
             conn.close()
 
-    def _counted_rows(self, conn: sqlite3.Connection, node: Node | None, f: SqlFilter, lo: int, hi: int,
-                      offset: int, size: int, desc: bool) -> list[LogRecord]:  # fmt: skip
+    def _counted_rows(self, conn: sqlite3.Connection, f: SqlFilter, lo: int, hi: int, offset: int, size: int,
+                      desc: bool) -> list[LogRecord]:  # fmt: skip
         """Rows offset..offset+size of [lo, hi] in time order, for a filter on level and service only
         (the count tables know how many rows each bucket holds): the range shrinks to the buckets
-        that hold the page, and the scan uses the filter's rarer index."""
+        that hold the page, and the FTS5 index's words of level and service find the candidates."""
         lo, hi, offset = self._narrow(conn, f, lo, hi, offset, size, desc)
         order = "DESC" if desc else "ASC"
-        indexed = self._rarer_index(conn, node, lo, hi)
-        # The page's keys come from an index scan; only those rows are read whole.
-        sql = (f"SELECT {_COLUMNS} FROM logs AS l WHERE l.ts IN ("
-               f"SELECT l.ts FROM logs AS l {indexed} WHERE l.ts >= ? AND l.ts <= ? AND {f.where} "
-               f"ORDER BY l.ts {order} LIMIT ? OFFSET ?) ORDER BY l.ts {order}")  # fmt: skip
-        return [_record(row) for row in conn.execute(sql, (lo, hi, *f.params, size, offset))]
+        if f.fts is not None:
+            sql = f"SELECT {_COLUMNS} {_FTS_JOIN} AND {f.where} ORDER BY logs_fts.rowid {order} LIMIT ? OFFSET ?"
+            args: tuple[Any, ...] = (f.fts, lo, hi, *f.params, size, offset)
+        else:  # no filter, or one whose values have no words: the rows of the range, in order
+            sql = (f"SELECT {_COLUMNS} FROM logs AS l WHERE l.ts >= ? AND l.ts <= ? AND {f.where} "
+                   f"ORDER BY l.ts {order} LIMIT ? OFFSET ?")  # fmt: skip
+            args = (lo, hi, *f.params, size, offset)
+        return [_record(row) for row in conn.execute(sql, args)]
 
     def _narrow(self, conn: sqlite3.Connection, f: SqlFilter, lo: int, hi: int, offset: int, size: int,
                 desc: bool) -> tuple[int, int, int]:  # fmt: skip
@@ -486,22 +489,6 @@ class LogStore(SignalStore):
                     break
             offset -= skipped
         return lo, hi, offset
-
-    def _rarer_index(self, conn: sqlite3.Connection, node: Node | None, lo: int, hi: int) -> str:
-        """``INDEXED BY`` the level or the service index, whichever has fewer rows in [lo, hi], when
-        the filter names both (there is no index on the pair: it cost a third of the writer's
-        time). Otherwise the planner's choice."""
-        terms = node.children if isinstance(node, And) else (node,)
-        by_field = {t.field: t for t in terms if isinstance(t, Match) and t.kind is Kind.TERM}
-        if "level" not in by_field or "service" not in by_field:
-            return ""
-        counts = {}
-        for field in ("level", "service"):
-            sub = to_sql(by_field[field])
-            if sub.fts is not None or sub.where != f"l.{field} = ?":
-                return ""  # not a plain equality, which the index might not serve
-            counts[field] = self._count_by_buckets(conn, sub, lo, hi)
-        return f"INDEXED BY logs_by_{min(counts, key=counts.__getitem__)}"
 
     def count_all(self) -> int:
         conn = self.reader()
