@@ -362,3 +362,26 @@ def test_meta_column_keeps_fields_apart() -> None:
     assert meta == "error . user-api .  .  . user_12345 . "
     assert not matches(parse('"error user-api"'), SEED)  # a phrase never spans two fields
     assert not matches(parse(".*"), SEED) and not matches(Match(None, "-", X), SEED)
+
+
+# The characters where the two tokenizers could disagree, among ordinary ones.
+_TRICKY = st.text(st.sampled_from(list("ab_Z09 .-..--:/()'\"\t\n,;!?é€Ä한_")), max_size=40)
+
+
+@given(st.one_of(_TRICKY, st.text(max_size=40)))
+@settings(max_examples=400)
+def test_fts5_sees_our_tokens_in_fts_text(text: str) -> None:
+    """What the store gives FTS5 (its own ascii tokenizer, as the log store configures it) holds
+    exactly tokenize()'s tokens, in order: read back from the index with fts5vocab."""
+    import sqlite3
+
+    from airisd.logquery import fts_text, index_text
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(x, content='', columnsize=0, tokenize=\"ascii tokenchars '._-'\")")
+    conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+    given_text = fts_text(text)
+    conn.execute("INSERT INTO t(rowid, x) VALUES (1, ?)", (given_text,))
+    indexed = [term for term, _ in conn.execute("SELECT term, \"offset\" FROM v ORDER BY \"offset\"")]
+    assert indexed == tokenize(text), (text, given_text)
+    assert given_text == text or given_text == index_text(text)

@@ -55,6 +55,7 @@ from airisd.logquery import (
     Node,
     Not,
     SqlFilter,
+    fts_text,
     index_text,
     meta_text,
     to_sql,
@@ -275,7 +276,7 @@ class LogStore(SignalStore):
             for r in sorted(items, key=_BY_TS)
         ]  # fmt: skip
         # rows: ts, level, service, message, trace_id, span_id, user_id, request_id, stack_trace, ...
-        fts = [(r[0], index_text(r[3]), index_text(r[8]) if r[8] else "", meta_text(r[1], r[2], *r[4:8]))
+        fts = [(r[0], fts_text(r[3]), fts_text(r[8]) if r[8] else "", meta_text(r[1], r[2], *r[4:8]))
                for r in rows]  # fmt: skip
         return rows, fts, _counts(rows)
 
