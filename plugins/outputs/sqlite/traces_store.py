@@ -14,14 +14,26 @@ Layout and why (figures from 2M-span runs on the project machine, per span writt
 - A span written twice (re-delivery) is stored twice and read once: reads keep the copy with the
   highest rowid, i.e. the last write. No unique index is needed for that, which is what makes
   the write cheap.
-- ``spans_service (service, start_ts, duration, operation, error)`` serves searches by service
+- Three span indexes, each growing at its right edge (time order), one per service for the first:
+  ``spans_service (service, start_ts, duration, operation, error)`` serves searches by service
   newest-first; duration, operation and the error flag are tested inside the index, so only
-  matching spans cost a row fetch. ``spans_start (start_ts, duration, error)`` does the same for
-  searches without a service. Partial copies of both for spans of 100 ms or more
-  (``spans_slow_service``, ``spans_slow``) answer "slow traces" queries (``min_duration`` >=
-  100 ms) from a few percent of the entries however rare the matches, and ``spans_errors`` does
-  the same for ``tags=error:true``. All grow at their right edge (time order), so they stay
-  cheap to write.
+  matching spans cost a row fetch. A search without a service merges the services' scans of it
+  (the services found by a loose scan, one seek each): it reads the entries a start-time index
+  would give, plus a seek per service. Two partial indexes bound the searches whose matches are
+  rare among all spans: ``spans_slow (start_ts, duration, error)`` holds the spans of 100 ms or
+  more (``min_duration`` >= 100 ms without a service) and ``spans_errors (start_ts)`` the spans
+  with an error (``tags=error:true`` without a service).
+- Why no more: span indexes were most of the writer's SQLite work. ``bench/trace_write_cost.py``
+  (1M spans in 512-span commits, apply + COMMIT + background checkpoint, CPU a span): the first
+  release's five indexes cost 13.6 µs against 7.6 µs with none; alone, ``spans_service``
+  ~3.3 µs, ``spans_start (start_ts, duration, error)`` 1.4, the partial copy of ``spans_service``
+  for slow spans 0.9, ``spans_slow`` and ``spans_errors`` 0.3 each. An index keyed by service
+  dirties a page per service every commit however narrow its entries: cutting ``spans_service``
+  to ``(service, start_ts)`` saved 0.3-0.6 µs and would send every entry it reads to a row
+  fetch, so it stays covering. Without ``spans_start`` and ``spans_slow_service`` the writer
+  takes 11.5 µs. Over 10M spans (24 h, 10 services) search p50s stayed 5-10 ms; what got slower is
+  a search by service for durations that (almost) never occur, which reads the service's entries
+  instead of its slow ones (none in 24 h: p50 25 -> 180 ms; in the last hour: 2.4 -> 8 ms).
 - Other tag filters are tested in Python on the rows the index lets through, after a substring
   pre-filter on the tags' JSON text in SQL (a tag index would cost rows per tag per span).
 - ``operations (service, operation, kind, last_seen)`` is the catalogue behind ``services()`` and
@@ -39,9 +51,11 @@ Results are ordered by that newest matching span's start time, newest first.
 
 from __future__ import annotations
 
+import heapq
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import msgspec
@@ -51,7 +65,7 @@ from airisd.model import Span, SpanLog
 from airisd.traceformats import ID_PATTERN, tags_match, trace_summary
 
 _CATALOG_REFRESH_NS = 60 * 1_000_000_000  # how stale operations.last_seen may get
-SLOW_NS = 100_000_000  # spans this long are also in the small spans_slow* partial indexes
+SLOW_NS = 100_000_000  # spans this long are also in the small spans_slow partial index
 _DELETE_CHUNK = 20_000
 _MMAP_BYTES = 1 << 31  # SQLite caps it at its compile-time maximum
 
@@ -66,6 +80,13 @@ PreparedSpans = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
 _FULL = "rowid, span_id, parent_span_id, service, operation, kind, start_ts, end_ts, error, tags, logs"
 _NARROW = "rowid, span_id, parent_span_id, service, operation, kind, start_ts, end_ts, error"
+# A loose index scan of spans_service: one seek per distinct service, however many spans.
+_SERVICES_SQL = """
+    WITH RECURSIVE s(service) AS (
+        SELECT (SELECT min(service) FROM spans)
+        UNION ALL
+        SELECT (SELECT min(service) FROM spans WHERE service > s.service) FROM s WHERE s.service IS NOT NULL
+    ) SELECT service FROM s WHERE service IS NOT NULL"""
 _BY_TRACE = "FROM spans WHERE rowid IN (SELECT rowid FROM trace_fts WHERE trace_fts MATCH ?) AND trace_id = ?"
 # Tag filters are pre-checked as substrings of the tags' JSON text (msgspec writes it without
 # spaces), but only where that spelling is certain: nothing JSON would escape, and for the value,
@@ -98,11 +119,11 @@ class TraceStore(SignalStore):
         tokenize="ascii tokenchars '-_'"
     );
     CREATE INDEX IF NOT EXISTS spans_service ON spans (service, start_ts, duration, operation, error);
-    CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ts, duration, error);
     CREATE INDEX IF NOT EXISTS spans_errors ON spans (start_ts) WHERE error = 1;
-    CREATE INDEX IF NOT EXISTS spans_slow_service ON spans (service, start_ts, duration, operation, error)
-        WHERE duration >= 100000000;
     CREATE INDEX IF NOT EXISTS spans_slow ON spans (start_ts, duration, error) WHERE duration >= 100000000;
+    -- Older stores also had these; they cost ~2.3 µs a span written and no search uses them now.
+    DROP INDEX IF EXISTS spans_start;
+    DROP INDEX IF EXISTS spans_slow_service;
     CREATE TABLE IF NOT EXISTS operations (
         service   TEXT NOT NULL,
         operation TEXT NOT NULL,
@@ -179,17 +200,26 @@ class TraceStore(SignalStore):
         the writer is never held long), then catalogue entries with no span left."""
         conn = self.wconn
         total = 0
+        for service in _stored_services(conn):
+            total += self._delete_service_before(conn, service, cutoff_ns)
+        # last_seen lags by at most _CATALOG_REFRESH_NS, so this keeps every name with spans left.
+        conn.execute("DELETE FROM operations WHERE last_seen + ? < ?", (_CATALOG_REFRESH_NS, cutoff_ns))
+        self._reload(conn)
+        return total
+
+    @staticmethod
+    def _delete_service_before(conn: sqlite3.Connection, service: str, cutoff_ns: int) -> int:
+        total = 0
         while True:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 rows = conn.execute(
-                    "SELECT rowid, trace_id FROM spans INDEXED BY spans_start WHERE start_ts < ? LIMIT ?",
-                    (cutoff_ns, _DELETE_CHUNK),
+                    "SELECT rowid, trace_id FROM spans INDEXED BY spans_service WHERE service = ? AND start_ts < ?"
+                    " LIMIT ?",
+                    (service, cutoff_ns, _DELETE_CHUNK),
                 ).fetchall()
                 # External-content FTS5 forgets a row only when told its exact indexed values.
-                conn.executemany(
-                    "INSERT INTO trace_fts (trace_fts, rowid, trace_id) VALUES ('delete', ?, ?)", rows
-                )
+                conn.executemany("INSERT INTO trace_fts (trace_fts, rowid, trace_id) VALUES ('delete', ?, ?)", rows)
                 conn.executemany("DELETE FROM spans WHERE rowid = ?", [(r[0],) for r in rows])
                 conn.execute("COMMIT")
             except BaseException:
@@ -197,11 +227,7 @@ class TraceStore(SignalStore):
                 raise
             total += len(rows)
             if len(rows) < _DELETE_CHUNK:
-                break
-        # last_seen lags by at most _CATALOG_REFRESH_NS, so this keeps every name with spans left.
-        conn.execute("DELETE FROM operations WHERE last_seen + ? < ?", (_CATALOG_REFRESH_NS, cutoff_ns))
-        self._reload(conn)
-        return total
+                return total
 
     # -- reading (any thread) ----------------------------------------------------------------------
     def configure_reader(self, conn: sqlite3.Connection) -> None:
@@ -247,21 +273,36 @@ class TraceStore(SignalStore):
         plan = _search_sql(service, operation, from_ns, to_ns, min_duration_ns, max_duration_ns, tags)
         if plan is None:
             return []
-        sql, args, py_filters = plan
+        sql, args, py_filters, per_service = plan
         conn = self.reader()
         try:
             found: dict[str, None] = {}
-            cur = conn.execute(sql, args)
-            for row in cur:
-                tid = row[0]
-                if tid in found:
-                    continue
-                if py_filters and not tags_match(_decode_tags(row[1]) if row[1] else {}, False, py_filters):
-                    continue
-                found[tid] = None
-                if len(found) >= limit:
-                    break
-            cur.close()
+            cursors: list[sqlite3.Cursor] = []
+            if per_service:
+                conn.execute("BEGIN")  # one snapshot for the service list and every scan
+            try:
+                if per_service:
+                    # No index leads with start_ts (it would cost more per span written than the
+                    # rest of the row): merge the services' newest-first scans of spans_service.
+                    cursors = [conn.execute(sql, [svc, *args]) for svc in _stored_services(conn)]
+                    rows: Iterable[Any] = heapq.merge(*cursors, key=itemgetter(0), reverse=True)
+                else:
+                    cursors = [conn.execute(sql, args)]
+                    rows = cursors[0]
+                for row in rows:
+                    tid = row[1]
+                    if tid in found:
+                        continue
+                    if py_filters and not tags_match(_decode_tags(row[2]) if row[2] else {}, False, py_filters):
+                        continue
+                    found[tid] = None
+                    if len(found) >= limit:
+                        break
+            finally:
+                for cur in cursors:
+                    cur.close()
+                if per_service:
+                    conn.execute("COMMIT")
             return list(found)
         finally:
             conn.close()
@@ -378,6 +419,12 @@ def _instr_patterns(key: str, value: str) -> list[str]:
     return patterns
 
 
+def _stored_services(conn: sqlite3.Connection) -> list[str]:
+    """The distinct services of the stored spans, one seek in spans_service each (a loose index
+    scan). Not the catalogue: that one is pruned on its own schedule."""
+    return [r[0] for r in conn.execute(_SERVICES_SQL)]
+
+
 def _search_sql(
     service: str | None,
     operation: str | None,
@@ -386,9 +433,9 @@ def _search_sql(
     min_duration_ns: int | None,
     max_duration_ns: int | None,
     tags: Sequence[tuple[str, str]],
-) -> tuple[str, list[Any], list[tuple[str, str]]] | None:
-    """The scan for find_trace_ids: SQL, its arguments, and the tag filters left for Python;
-    None when no span can match.
+) -> tuple[str, list[Any], list[tuple[str, str]], bool] | None:
+    """The scan for find_trace_ids: SQL, its arguments, the tag filters left for Python, and
+    whether it is to run once per stored service (its first argument); None when no span can match.
 
     The error filter becomes a literal ``error = 0/1`` so that SQLite may use the partial index.
     Each other tag filter adds ``instr`` pre-filters on the tags' JSON text; Python decides.
@@ -396,7 +443,6 @@ def _search_sql(
     conds: list[str] = []
     args: list[Any] = []
     for column, op, value in (
-        ("service", "=", service),
         ("operation", "=", operation),
         ("start_ts", ">=", from_ns),
         ("start_ts", "<=", to_ns),
@@ -423,18 +469,22 @@ def _search_sql(
         conds.append("error = 0")
     elif error_wanted:
         return None  # error:true and error:false together, or error:maybe: nothing can match
+    per_service = False
     slow = min_duration_ns is not None and min_duration_ns >= SLOW_NS
-    if slow:
-        conds.append(f"duration >= {SLOW_NS}")  # the partial indexes' own term, for the planner
     if service is not None:
-        index = "spans_slow_service" if slow else "spans_service"
+        index = "spans_service"
+        conds.insert(0, "service = ?")
+        args.insert(0, service)
     elif slow:
         index = "spans_slow"
+        conds.append(f"duration >= {SLOW_NS}")  # the partial index's own term, for the planner
     elif "error = 1" in conds:
         index = "spans_errors"
     else:
-        index = "spans_start"
-    columns = "trace_id, tags" if py_filters else "trace_id"
-    where = " AND ".join(conds) or "1"
-    sql = f"SELECT {columns} FROM spans INDEXED BY {index} WHERE {where} ORDER BY start_ts DESC"
-    return sql, args, py_filters
+        index = "spans_service"
+        conds.insert(0, "service = ?")  # bound per service by the caller
+        per_service = True
+    columns = "start_ts, trace_id, tags" if py_filters else "start_ts, trace_id"
+    where = " AND ".join(conds)
+    sql = f"SELECT {columns} FROM spans INDEXED BY {index} WHERE {where or '1'} ORDER BY start_ts DESC"
+    return sql, args, py_filters, per_service
