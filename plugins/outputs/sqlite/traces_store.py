@@ -14,15 +14,16 @@ Layout and why (figures from 2M-span runs on the project machine, per span writt
 - A span written twice (re-delivery) is stored twice and read once: reads keep the copy with the
   highest rowid, i.e. the last write. No unique index is needed for that, which is what makes
   the write cheap.
-- Three span indexes, each growing at its right edge (time order), one per service for the first:
+- Four span indexes, each growing at its right edge (time order), one per service for two:
   ``spans_service (service, start_ts, duration, operation, error)`` serves searches by service
   newest-first; duration, operation and the error flag are tested inside the index, so only
   matching spans cost a row fetch. A search without a service merges the services' scans of it
   (the services found by a loose scan, one seek each): it reads the entries a start-time index
-  would give, plus a seek per service. Two partial indexes bound the searches whose matches are
-  rare among all spans: ``spans_slow (start_ts, duration, error)`` holds the spans of 100 ms or
-  more (``min_duration`` >= 100 ms without a service) and ``spans_errors (start_ts)`` the spans
-  with an error (``tags=error:true`` without a service).
+  would give, plus a seek per service. Three partial indexes bound the searches whose matches are
+  rare among all spans: ``spans_slow_service``, the same as ``spans_service`` for the spans of
+  100 ms or more (``min_duration`` >= 100 ms with a service), ``spans_slow (start_ts, duration,
+  error)`` for them without a service, and ``spans_errors (start_ts)`` for the spans with an error
+  (``tags=error:true`` without a service).
 - Why no more: span indexes were most of the writer's SQLite work. ``bench/trace_write_cost.py``
   (1M spans in 512-span commits, apply + COMMIT + background checkpoint, CPU a span): the first
   release's five indexes cost 13.6 µs against 7.6 µs with none; alone, ``spans_service``
@@ -30,10 +31,11 @@ Layout and why (figures from 2M-span runs on the project machine, per span writt
   for slow spans 0.9, ``spans_slow`` and ``spans_errors`` 0.3 each. An index keyed by service
   dirties a page per service every commit however narrow its entries: cutting ``spans_service``
   to ``(service, start_ts)`` saved 0.3-0.6 µs and would send every entry it reads to a row
-  fetch, so it stays covering. Without ``spans_start`` and ``spans_slow_service`` the writer
-  takes 11.5 µs. Over 10M spans (24 h, 10 services) search p50s stayed 5-10 ms; what got slower is
-  a search by service for durations that (almost) never occur, which reads the service's entries
-  instead of its slow ones (none in 24 h: p50 25 -> 180 ms; in the last hour: 2.4 -> 8 ms).
+  fetch, so it stays covering. Without ``spans_start`` the writer takes ~12.4 µs; over 10M spans
+  (24 h, 10 services) search p50s stayed 5-10 ms. ``spans_slow_service`` stays although it costs
+  0.9 µs (no difference end to end, OTLP alternating runs): without it a search by service for
+  durations that (almost) never occur read all the service's entries (none in 24 h: p50 25 ->
+  180 ms).
 - Other tag filters are tested in Python on the rows the index lets through, after a substring
   pre-filter on the tags' JSON text in SQL (a tag index would cost rows per tag per span).
 - ``operations (service, operation, kind, last_seen)`` is the catalogue behind ``services()`` and
@@ -123,7 +125,8 @@ class TraceStore(SignalStore):
     CREATE INDEX IF NOT EXISTS spans_slow ON spans (start_ts, duration, error) WHERE duration >= 100000000;
     -- Older stores also had these; they cost ~2.3 µs a span written and no search uses them now.
     DROP INDEX IF EXISTS spans_start;
-    DROP INDEX IF EXISTS spans_slow_service;
+    CREATE INDEX IF NOT EXISTS spans_slow_service ON spans (service, start_ts, duration, operation, error)
+        WHERE duration >= 100000000;
     CREATE TABLE IF NOT EXISTS operations (
         service   TEXT NOT NULL,
         operation TEXT NOT NULL,
@@ -472,9 +475,11 @@ def _search_sql(
     per_service = False
     slow = min_duration_ns is not None and min_duration_ns >= SLOW_NS
     if service is not None:
-        index = "spans_service"
+        index = "spans_slow_service" if slow else "spans_service"
         conds.insert(0, "service = ?")
         args.insert(0, service)
+        if slow:
+            conds.append(f"duration >= {SLOW_NS}")
     elif slow:
         index = "spans_slow"
         conds.append(f"duration >= {SLOW_NS}")  # the partial index's own term, for the planner
