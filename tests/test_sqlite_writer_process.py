@@ -306,3 +306,45 @@ def test_kept_read_connections_see_each_commit_and_close_with_the_store(tmp_path
         store.close()
     with pytest.raises(Exception, match="closed"):
         conn.execute("SELECT 1")
+
+
+def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer committing without pause while another connection checkpoints every 20 ms: those
+    checkpoints alone never let SQLite start the WAL over (it grew to 2 GB in 16 s of OTLP ingest);
+    with the writer's own checkpoint at WRITER_CHECKPOINT_PAGES the WAL stays near that size."""
+    import threading
+
+    from airisd_plugins.outputs.sqlite import base
+
+    monkeypatch.setattr(base, "WRITER_CHECKPOINT_PAGES", 256)
+    writer = LogStore(tmp_path)
+    writer.open(background_checkpoint=True)
+    checkpointer = LogStore(tmp_path)  # as the daemon's: its own connection to the same file
+    checkpointer._created = True
+    wal = tmp_path / "logs.db-wal"
+    stop = time.monotonic() + 3.0
+    written = 0
+
+    def write() -> None:
+        nonlocal written
+        while time.monotonic() < stop:
+            batch = [LogRecord(ts=written + i, level="INFO", service=f"s{i % 20}", message=f"line {written + i}")
+                     for i in range(500)]  # fmt: skip
+            writer.write_batches([batch])
+            written += len(batch)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    biggest = 0
+    try:
+        while thread.is_alive():
+            time.sleep(0.02)
+            checkpointer.checkpoint()
+            biggest = max(biggest, wal.stat().st_size if wal.exists() else 0)
+    finally:
+        thread.join()
+        checkpointer.close()
+        writer.close()
+    db_pages = (tmp_path / "logs.db").stat().st_size // 4096
+    assert written > 20_000 and db_pages > 300  # enough was written to make the WAL grow
+    assert biggest < 8 * 1024 * 1024, (biggest, written, db_pages)
