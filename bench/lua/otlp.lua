@@ -1,7 +1,7 @@
 -- OTLP/HTTP trace ingestion: POST /v1/traces with protobuf ExportTraceServiceRequest bodies built
 -- by bench/logs_traces.py (DIR/body-0.pb .. DIR/body-(COUNT-1).pb), read once in init() and
 -- rotated per request; each thread starts at a different body. Bodies repeat after COUNT requests,
--- so trace and span ids repeat too (the store keeps every span; ids are not a uniqueness key).
+-- and the bench makes more than a run sends: start times advance as an application's would.
 --
 --   wrk -t2 -c4 -d10s -s bench/lua/otlp.lua http://127.0.0.1:PORT -- DIR COUNT [TOKEN]
 
