@@ -93,7 +93,13 @@ class PluginError(AirisError):
 
 
 class TransientError(PluginError):
-    """A failure worth retrying: the same call may succeed later."""
+    """A failure worth retrying: the same call may succeed later. ``retry_after_secs`` is how long
+    the backend asked to be left alone (its Retry-After; 0 when it did not say): the output runner
+    waits at least that long, up to its ``retry_max_secs``, before the next try."""
+
+    def __init__(self, message: str, *, retry_after_secs: float = 0.0, details: dict[str, Any] | None = None):
+        super().__init__(message, details=details)
+        self.retry_after_secs = retry_after_secs
 
 
 class PermanentError(PluginError):

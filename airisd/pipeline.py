@@ -30,7 +30,7 @@ from airisd.buffer.base import Ack, Buffer, Offer, Waiter
 from airisd.buffer.config import BufferConfig
 from airisd.buffer.disk import DiskBuffer
 from airisd.buffer.memory import MemoryBuffer
-from airisd.errors import Backpressure, PermanentError
+from airisd.errors import Backpressure, PermanentError, TransientError
 from airisd.model import Batch, Signal
 from airisd.plugin import Output, PluginConfig, Processor
 from airisd.selfmetrics import Registry
@@ -259,10 +259,13 @@ class OutputRunner:
                                 extra={"kv": {"output": self.name, "buffered": self.buffer.events,
                                               "error": self.last_error}})
                     return False
+                pause = delay * random.uniform(0.5, 1.5)  # jitter: replicas do not retry in step
+                asked = exc.retry_after_secs if isinstance(exc, TransientError) else 0.0
+                if asked > 0:  # the backend said when (Retry-After): not sooner, but never past the cap
+                    pause = max(pause, min(asked, self.settings.retry_max_secs))
                 log.warning("output write failed; retrying",
                             extra={"kv": {"output": self.name, "records": len(merged), "error": self.last_error,
-                                          "retry_in_secs": round(delay, 3)}})
-                pause = delay * random.uniform(0.5, 1.5)  # jitter: replicas do not retry in step
+                                          "retry_in_secs": round(pause, 3)}})
                 if self.buffer.type == "disk":  # stopping cuts the pause short: the data is safe on disk
                     with anyio.move_on_after(pause):
                         await self._stop_requested().wait()

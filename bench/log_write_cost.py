@@ -7,7 +7,8 @@ machine's noise falls on every variant alike.
 
 Variants: ``current`` (LogStore.SCHEMA), ``old`` (plus the level, service and (service, level)
 indexes the store had before session 5), ``+SQL`` (the current schema plus a statement, e.g.
-``"+CREATE INDEX x ON logs(service);"``), ``nofts`` (the FTS5 table replaced by a plain table of
+``"+CREATE INDEX x ON logs(service);"``), ``fts:OPTIONS`` (more FTS5 options, e.g.
+``fts:detail=column``), ``nofts`` (the FTS5 table replaced by a plain table of
 the same rows). Figures are µs of process CPU per record: apply, COMMIT, total.
 """
 
@@ -49,6 +50,9 @@ def schema(variant: str) -> str:
         return current[:start] + plain + current[end:]
     if variant.startswith("+"):
         return current + variant[1:]
+    if variant.startswith("fts:"):  # more FTS5 options, e.g. "fts:detail=column"
+        assert "columnsize=0," in current
+        return current.replace("columnsize=0,", f"columnsize=0, {variant[4:]},")
     raise SystemExit(f"unknown variant {variant!r}")
 
 

@@ -359,3 +359,23 @@ async def test_a_failing_prepare_ahead_costs_only_the_shortcut(tmp_path: Path, m
         await pipeline.submit(pts(2))
     assert out.parts == [None]
     assert [p.ts for p in out.items] == [0, 1]
+
+
+async def test_a_retry_after_is_waited_out_up_to_the_cap(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics, retry_initial_secs=0.001, retry_max_secs=0.5)
+    out.fail = [TransientError("429", retry_after_secs=0.3), TransientError("429", retry_after_secs=3600)]
+    tried: list[float] = []
+    write = out.write
+
+    async def timed(batch: Batch) -> None:
+        tried.append(anyio.current_time())
+        await write(batch)
+
+    out.write = timed  # type: ignore[method-assign]
+    pipeline, runners = make_pipeline([out], metrics)
+    async with running(runners):
+        await pipeline.submit(pts(2))
+    assert len(out.items) == 2 and len(tried) == 3
+    first, second = tried[1] - tried[0], tried[2] - tried[1]
+    assert 0.3 <= first < 0.45  # the server's 0.3 s, not the 1 ms backoff
+    assert 0.5 <= second < 0.65  # an hour asked: the cap (retry_max_secs) wins

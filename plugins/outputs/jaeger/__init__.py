@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import anyio
 from airisd_plugins.outputs.jaeger.config import JaegerConfig, redacted
-from airisd_plugins.outputs.jaeger.exporter import OtlpHttpExporter, RetryLater
+from airisd_plugins.outputs.jaeger.exporter import OtlpHttpExporter
 from airisd_plugins.outputs.jaeger.otlp import encode_spans
 from airisd_plugins.outputs.jaeger.query import JaegerQueryStore
 
@@ -47,12 +47,7 @@ class JaegerOutput(Output):
             body = await anyio.to_thread.run_sync(encode_spans, items)
         else:
             body = encode_spans(items)
-        try:
-            outcome = await self.exporter.export(body)
-        except RetryLater as exc:
-            if exc.retry_after_secs > 0:  # the receiver said when: wait that long before the runner retries
-                await anyio.sleep(exc.retry_after_secs)
-            raise
+        outcome = await self.exporter.export(body)  # RetryLater carries Retry-After to the runner
         if outcome.rejected_spans:
             self.m_rejected.inc(outcome.rejected_spans, redacted(self.url))
             self.ctx.log.warning("receiver rejected spans", extra={"kv": {

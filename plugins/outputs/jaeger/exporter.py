@@ -28,11 +28,8 @@ MAX_RETRY_AFTER_SECS = 60.0  # a server asking for longer is waited on by the ru
 
 
 class RetryLater(TransientError):
-    """A transient failure with the server's ``Retry-After`` (seconds; 0 if it gave none)."""
-
-    def __init__(self, message: str, *, retry_after_secs: float = 0.0) -> None:
-        super().__init__(message)
-        self.retry_after_secs = retry_after_secs
+    """A 429/5xx answer: transient, with the server's ``Retry-After`` (seconds; 0 if it gave none),
+    which the output runner honours."""
 
 
 @dataclass
