@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
 from airisd.errors import ValidationError
@@ -237,6 +238,67 @@ def _fast_record(obj: dict[str, Any], received_ns: int) -> LogRecord | None:
     return LogRecord(ts=ts, level=level, message=message, service=service, trace_id=trace_id, span_id=span_id,
                      labels=labels, stack_trace=stack_trace, user_id=user_id, request_id=request_id,
                      attributes=attributes)
+
+
+_Field = Annotated[str, msgspec.Meta(max_length=MAX_FIELD_CHARS)]
+
+
+class _WireRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A ``/logs/batch`` record of the usual shape: the named fields only, of their usual types,
+    within ``_fast_record``'s bounds. Anything else fails to decode, and then the batch takes the
+    dict path."""
+
+    message: Annotated[str, msgspec.Meta(max_length=_SAFE_TEXT_CHARS)]
+    timestamp: int | None = None
+    level: str | None = None
+    service: _Field = ""
+    trace_id: _Field = ""
+    span_id: _Field = ""
+    user_id: _Field = ""
+    request_id: _Field = ""
+    stack_trace: _Field = ""
+    labels: Annotated[
+        dict[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LABEL_KEY_CHARS)], _Field],
+        msgspec.Meta(max_length=MAX_LABELS),
+    ] = {}
+
+
+class _WireBatch(msgspec.Struct, forbid_unknown_fields=True):
+    logs: list[_WireRecord]
+
+
+_decode_wire_batch = msgspec.json.Decoder(_WireBatch).decode
+
+
+def fast_batch(body: bytes, *, received_ns: int, max_records: int) -> list[LogRecord] | None:
+    """``{"logs": [...]}`` decoded straight into LogRecords when every record has the usual shape
+    (what ``_fast_record`` takes, and no other field), else None: then parse the JSON and use
+    ``record_from_json``, which names what is wrong. The same records either way (a property test
+    holds them together); ~3x cheaper than dicts then records, the biggest cost of a batch."""
+    try:
+        wire = _decode_wire_batch(body).logs
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if not wire or len(wire) > max_records:
+        return None
+    aliases = _LEVEL_ALIASES
+    out = []
+    for w in wire:
+        ts = w.timestamp
+        if ts is None:
+            ts = received_ns
+        elif 0 <= ts < _MS_LIMIT:
+            ts *= NS_PER_S if ts < _S_LIMIT else NS_PER_MS
+            if ts > MAX_TS_NS:
+                return None
+        else:
+            return None
+        level = w.level
+        level = "UNKNOWN" if level is None else aliases.get(level.strip().lower(), "UNKNOWN")
+        out.append(LogRecord(ts=ts, level=level, message=w.message, service=w.service, trace_id=w.trace_id,
+                             span_id=w.span_id, labels=w.labels, stack_trace=w.stack_trace, user_id=w.user_id,
+                             request_id=w.request_id, attributes={}))
+    return out
 
 
 def record_from_json(obj: Any, *, received_ns: int, index: int | None = None) -> LogRecord:

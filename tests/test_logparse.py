@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import string
 
 import orjson
@@ -371,3 +372,50 @@ def test_over_long_line_is_refused_with_its_line_number() -> None:
     with pytest.raises(ValidationError) as info:
         parse_plain_body("ok\n" + "x" * (MAX_MESSAGE_BYTES + 1), received_ns=RECEIVED)
     assert info.value.details == {"field": "body", "line": 2}
+
+
+# Records of the usual shape, some just past a bound, so that fast_batch takes many of them.
+_usual_record = st.fixed_dictionaries(
+    {"message": st.one_of(st.text(max_size=12), st.just("x" * 16_384), st.just("x" * 16_385))},
+    optional={
+        "timestamp": st.one_of(st.none(), st.integers(-2, 10**15), st.sampled_from(
+            [10**11 - 1, 10**11, 10**14 - 1, 10**14, 9_223_372_036_854, 9_223_372_036_855])),
+        "level": st.one_of(st.none(), st.sampled_from(["warn", " Error ", "INFO", "nope", "", "30"])),
+        "service": st.one_of(st.text(max_size=6), st.just("s" * 1024), st.just("s" * 1025)),
+        "request_id": st.text(max_size=6),
+        "labels": st.dictionaries(st.one_of(st.text(max_size=3), st.just("k" * 128), st.just("k" * 129)),
+                                  st.text(max_size=3), max_size=3),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_usual_record, _usual_record, _edge_record), max_size=4),
+       st.sampled_from([{}, {}, {"extra": 1}]))
+def test_fast_batch_equals_the_dict_path(recs: list[dict[str, object]], top: dict[str, object]) -> None:
+    from airisd.logparse import fast_batch
+
+    body = json.dumps({"logs": recs, **top}).encode()  # stdlib: big ints and NaN stay in the text
+    fast = fast_batch(body, received_ns=5, max_records=3)
+    if fast is not None:  # only batches the dict path accepts, giving the same records
+        assert not top and 1 <= len(recs) <= 3
+        assert fast == [record_from_json(r, received_ns=5, index=i) for i, r in enumerate(orjson.loads(body)["logs"])]
+
+
+def test_fast_batch_takes_the_usual_shapes_and_the_last_of_repeated_keys() -> None:
+    from airisd.logparse import fast_batch
+
+    seed = {"timestamp": 1705314600000, "level": "warning", "message": "Database connection failed",
+            "service": "user-api", "trace_id": "abc123", "span_id": "def456", "labels": {"env": "prod"},
+            "stack_trace": "at x", "user_id": "user_12345", "request_id": "req_67890"}
+    got = fast_batch(orjson.dumps({"logs": [seed, {"message": "m", "timestamp": 1705314600}]}), received_ns=5,
+                     max_records=10)
+    assert got == [record_from_json(seed, received_ns=5), record_from_json({"message": "m", "timestamp": 1705314600},
+                                                                          received_ns=5)]
+    assert fast_batch(b'{"logs":[{"message":"a","message":"b"}]}', received_ns=5, max_records=1) == [
+        record_from_json({"message": "b"}, received_ns=5)]  # as orjson (and JSON.parse) read it
+    # what it leaves to the dict path: attributes, string timestamps, nulls, an empty batch
+    for odd in ({"message": "m", "http": {"status": 500}}, {"message": "m", "timestamp": "2024-01-15T10:30:00Z"},
+                {"message": "m", "service": None}):
+        assert fast_batch(orjson.dumps({"logs": [odd]}), received_ns=5, max_records=10) is None
+    assert fast_batch(b'{"logs":[]}', received_ns=5, max_records=10) is None
