@@ -19,11 +19,11 @@ import anyio
 import msgspec
 import pytest
 from airisd_plugins.outputs.elasticsearch import ElasticsearchConfig
-from airisd_plugins.outputs.elasticsearch.retention import datable, delete_groups, expired, index_period
+from airisd_plugins.outputs.elasticsearch.retention import DAY_SECS, datable, delete_groups, expired, index_period
 from airisd_plugins.outputs.elasticsearch.template import index_name
 from airisd_plugins.outputs.elasticsearch.writer import prepare
 from elasticsearch import Elasticsearch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from airisd.errors import TransientError
@@ -98,6 +98,14 @@ def test_index_period(name: str, fmt: str, period: tuple[int, int] | None) -> No
     assert index_period(name, "logs-", fmt) == period
 
 
+def test_the_last_month_and_year_strftime_can_write_are_dated() -> None:
+    # December 9999: its end is year 10000, which datetime (and so calendar.timegm) cannot make.
+    end = 253_402_300_800  # 10000-01-01T00:00:00Z
+    assert index_period("p-9999.12", "p-", "%Y.%m") == (end - 31 * DAY_SECS, end)
+    assert index_period("p-9999", "p-", "%Y") == (end - 365 * DAY_SECS, end)
+    assert expired(["p-9999.12", "p-2001.01"], "p-", "%Y.%m", cutoff=NOW) == ["p-2001.01"]
+
+
 def test_an_index_expires_when_its_whole_period_is_older_than_the_cutoff() -> None:
     names = ["logs-2024.01.07", "logs-2024.01.08", "logs-2023.12.31", "logs-archive-2020.01.01", "other-2020.01.01"]
     cutoff = utc(2024, 1, 8)  # the end of 2024.01.07
@@ -121,6 +129,8 @@ record_seconds = st.integers(min_value=-(2**63) // SEC + 1, max_value=(2**63 - 1
 
 
 @given(prefixes, st.sampled_from(FORMATS), seconds)
+@example("0", "%Y.%m", 253_399_622_400)  # December 9999, found by CI: its end is in year 10000
+@example("0", "%Y", 253_402_300_799)
 def test_index_period_round_trips_index_name(prefix: str, fmt: str, ts: int) -> None:
     name = index_name(prefix, fmt, ts * SEC)
     period = index_period(name, prefix, fmt)

@@ -61,11 +61,13 @@ def index_period(name: str, prefix: str, date_format: str) -> tuple[int, int] | 
         return None
     if length:
         return start, start + length
+    # A month or a year from its first day, counted in days: timegm() of the next one fails for
+    # December 9999 (datetime stops at year 9999), and one odd name must not stop retention.
     if "m" in directives(date_format):
-        year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+        days = calendar.monthrange(t.tm_year, t.tm_mon)[1]
     else:
-        year, month = t.tm_year + 1, 1
-    return start, calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0))
+        days = 366 if calendar.isleap(t.tm_year) else 365
+    return start, start + days * DAY_SECS
 
 
 def expired(names: Iterable[str], prefix: str, date_format: str, cutoff: float) -> list[str]:
