@@ -277,6 +277,19 @@ def test_colliding_timestamps_move_to_the_next_free_nanosecond(store: LogStore) 
     assert len({r.ts for r in got}) == 5
 
 
+def test_older_batches_keep_their_stamps_unless_one_is_taken(store: LogStore) -> None:
+    def write(*stamps: int) -> None:
+        store.write_batches([[LogRecord(ts=t, level="INFO", message=str(t)) for t in stamps]])
+
+    write(100, 200, 300)
+    write(110, 120)  # below the newest row, in a gap: the one-seek check
+    write(190, 201, 250)  # a stored row inside the batch's range, none taken: the probe
+    write(205, 300)  # 300 is taken: it moves to the next free nanosecond
+    got = sorted((r.ts, r.message) for r in store.search(None, from_ns=0, to_ns=ALL[1], limit=20))
+    assert got == [(100, "100"), (110, "110"), (120, "120"), (190, "190"), (200, "200"), (201, "201"),
+                   (205, "205"), (250, "250"), (300, "300"), (301, "300")]
+
+
 def test_max_ts_survives_reopen_and_rollback(tmp_path: Path) -> None:
     s = LogStore(tmp_path)
     s.open()
