@@ -7,6 +7,7 @@ import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -410,6 +411,23 @@ def test_level_and_service_pages_read_only_the_buckets_that_hold_them(store: Log
     busy = [r.ts for r in sorted(recs, key=lambda r: -r.ts) if r.service == "busy" and r.level == "ERROR"]
     total, items = store.page(page=13, size=5, level="ERROR", service="busy", from_ns=0, to_ns=ALL[1])
     assert total == len(busy) and [r.ts for r in items] == busy[60:65]
+    # A page counts its total, then its near edge again: the rows of a partial minute are read once.
+    counted: list[tuple[int, int]] = []
+    count = store._count
+
+    def spy(conn: Any, f: Any, lo: int, hi: int) -> int:
+        counted.append((lo, hi))
+        return count(conn, f, lo, hi)
+
+    store._count = spy  # type: ignore[method-assign]
+    lo = 5 * step + 17  # the edges cut minutes
+    total, items = store.page(page=2, size=5, level="ERROR", service="busy", from_ns=lo, to_ns=2 * hour + 17)
+    assert items == [r for r in busy_records(recs) if lo <= r.ts <= 2 * hour + 17][5:10]
+    assert counted and len(counted) == len(set(counted)), counted
+
+
+def busy_records(recs: list[LogRecord]) -> list[LogRecord]:
+    return [r for r in sorted(recs, key=lambda r: -r.ts) if r.service == "busy" and r.level == "ERROR"]
 
 
 def test_opening_an_older_store_drops_its_level_and_service_indexes(tmp_path: Path) -> None:

@@ -384,22 +384,29 @@ class LogStore(SignalStore):
         finally:
             conn.close()
 
-    def _count_by_buckets(self, conn: sqlite3.Connection, f: SqlFilter, lo: int, hi: int, depth: int = 0
-                          ) -> int:  # fmt: skip
+    def _count_by_buckets(self, conn: sqlite3.Connection, f: SqlFilter, lo: int, hi: int, depth: int = 0,
+                          memo: dict[tuple[int, int, int], int] | None = None) -> int:  # fmt: skip
         """Rows in [lo, hi] matching f, whose ``where`` speaks only of level and service: whole
-        buckets from the count tables, the rest from the level at the next depth."""
+        buckets from the count tables, the rest from the level at the next depth. ``memo``: counts
+        already made for this filter (a page counts its total, then its near edge again)."""
+        key = (lo, hi, depth)
+        if memo is not None and key in memo:
+            return memo[key]
         if depth == len(_COUNT_TABLES):
-            return self._count(conn, f, lo, hi)
-        table, size = _COUNT_TABLES[depth]
-        first, last = -(-lo // size), (hi + 1) // size - 1  # the buckets wholly inside [lo, hi]
-        if first > last:
-            return self._count_by_buckets(conn, f, lo, hi, depth + 1)
-        sql = f"SELECT sum(l.n) FROM {table} AS l WHERE l.bucket >= ? AND l.bucket <= ? AND {f.where}"
-        total = int(conn.execute(sql, (first, last, *f.params)).fetchone()[0] or 0)
-        if lo < first * size:
-            total += self._count_by_buckets(conn, f, lo, first * size - 1, depth + 1)
-        if hi >= (last + 1) * size:
-            total += self._count_by_buckets(conn, f, (last + 1) * size, hi, depth + 1)
+            total = self._count(conn, f, lo, hi)
+        else:
+            table, size = _COUNT_TABLES[depth]
+            first, last = -(-lo // size), (hi + 1) // size - 1  # the buckets wholly inside [lo, hi]
+            if first > last:
+                return self._count_by_buckets(conn, f, lo, hi, depth + 1, memo)
+            sql = f"SELECT sum(l.n) FROM {table} AS l WHERE l.bucket >= ? AND l.bucket <= ? AND {f.where}"
+            total = int(conn.execute(sql, (first, last, *f.params)).fetchone()[0] or 0)
+            if lo < first * size:
+                total += self._count_by_buckets(conn, f, lo, first * size - 1, depth + 1, memo)
+            if hi >= (last + 1) * size:
+                total += self._count_by_buckets(conn, f, (last + 1) * size, hi, depth + 1, memo)
+        if memo is not None:
+            memo[key] = total
         return total
 
     def _count(self, conn: sqlite3.Connection, f: SqlFilter, from_ns: int, to_ns: int) -> int:
@@ -442,20 +449,22 @@ class LogStore(SignalStore):
         f = to_sql(_with_filters(None, level, service))
         conn = self.reader()
         try:
-            total = self._count_by_buckets(conn, f, from_ns, to_ns)
+            memo: dict[tuple[int, int, int], int] = {}
+            total = self._count_by_buckets(conn, f, from_ns, to_ns, memo=memo)
             offset = (page - 1) * size
             if offset >= total:
                 return total, []
-            return total, self._counted_rows(conn, f, from_ns, to_ns, offset, size, sort_desc)
+            return total, self._counted_rows(conn, f, from_ns, to_ns, offset, size, sort_desc, memo)
         finally:
             conn.close()
 
     def _counted_rows(self, conn: sqlite3.Connection, f: SqlFilter, lo: int, hi: int, offset: int, size: int,
-                      desc: bool) -> list[LogRecord]:  # fmt: skip
+                      desc: bool, memo: dict[tuple[int, int, int], int] | None = None
+                      ) -> list[LogRecord]:  # fmt: skip
         """Rows offset..offset+size of [lo, hi] in time order, for a filter on level and service only
         (the count tables know how many rows each bucket holds): the range shrinks to the buckets
         that hold the page, and the FTS5 index's words of level and service find the candidates."""
-        lo, hi, offset = self._narrow(conn, f, lo, hi, offset, size, desc)
+        lo, hi, offset = self._narrow(conn, f, lo, hi, offset, size, desc, memo)
         order = "DESC" if desc else "ASC"
         if f.fts is not None:
             sql = f"SELECT {_COLUMNS} {_FTS_JOIN} AND {f.where} ORDER BY logs_fts.rowid {order} LIMIT ? OFFSET ?"
@@ -467,7 +476,8 @@ class LogStore(SignalStore):
         return [_record(row) for row in conn.execute(sql, args)]
 
     def _narrow(self, conn: sqlite3.Connection, f: SqlFilter, lo: int, hi: int, offset: int, size: int,
-                desc: bool) -> tuple[int, int, int]:  # fmt: skip
+                desc: bool, memo: dict[tuple[int, int, int], int] | None = None
+                ) -> tuple[int, int, int]:  # fmt: skip
         """A range and offset that select the same rows as offset..offset+size of [lo, hi].
 
         Coarse buckets then fine, walked in page order from the near end: the near bound moves to
@@ -479,9 +489,10 @@ class LogStore(SignalStore):
             if first > last:
                 continue
             if desc:  # rows in the partial bucket at the near end come first
-                seen = self._count_by_buckets(conn, f, (last + 1) * bsize, hi) if hi >= (last + 1) * bsize else 0
+                near = ((last + 1) * bsize, hi) if hi >= (last + 1) * bsize else None
             else:
-                seen = self._count_by_buckets(conn, f, lo, first * bsize - 1) if lo < first * bsize else 0
+                near = (lo, first * bsize - 1) if lo < first * bsize else None
+            seen = self._count_by_buckets(conn, f, *near, memo=memo) if near else 0
             skipped = 0
             sql = (f"SELECT l.bucket, sum(l.n) FROM {table} AS l WHERE l.bucket >= ? AND l.bucket <= ? "
                    f"AND {f.where} GROUP BY l.bucket ORDER BY l.bucket {'DESC' if desc else 'ASC'}")  # fmt: skip
