@@ -133,6 +133,8 @@ class OutputRunner:
         self._labels = labels
         self._prepares_ahead = (isinstance(self.buffer, MemoryBuffer)
                                 and type(self.output).prepare_ahead is not Output.prepare_ahead)
+        self._pipelines = isinstance(self.buffer, MemoryBuffer) and self.durable  # see writes_in_flight
+        self._writing = 0  # writes in flight, from take to commit
 
     def _make_buffer(self) -> Buffer:
         bc = self.buffer_config
@@ -201,28 +203,43 @@ class OutputRunner:
         await self.open()
         self.state = "running"
         try:
-            while True:
-                if not self.buffer.unread_items:
-                    self._idle.set()
-                    if self._closing:
-                        break
-                    await self._wakeup.wait()
-                    self._wakeup = anyio.Event()
-                    continue
-                if not self.durable and not self._closing and self.buffer.unread_items < self.settings.batch_size:
-                    # Forwarders wait for a full batch or the flush interval, whichever is first.
-                    with anyio.move_on_after(self.settings.flush_interval_secs):
-                        while self.buffer.unread_items < self.settings.batch_size and not self._closing:
-                            await self._wakeup.wait()
-                            self._wakeup = anyio.Event()
-                if not await self._write_next():
-                    break
+            depth = self.output.writes_in_flight(self.signal) if self._pipelines else 1
+            if depth <= 1:
+                await self._deliver()
+            else:  # loops that each take what is queued: up to depth writes outstanding
+                async with anyio.create_task_group() as tg:
+                    for _ in range(depth):
+                        tg.start_soon(self._deliver)
         finally:
             self._idle.set()
             with anyio.CancelScope(shield=True):
                 await self.buffer.close()
             self._opened = False
             self.state = "stopped"
+
+    async def _deliver(self) -> None:
+        """Take and write until closed and drained (or a disk buffer's output fails while stopping)."""
+        while True:
+            if not self.buffer.unread_items:
+                if not self._writing:
+                    self._idle.set()
+                if self._closing:
+                    break
+                await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                continue
+            if not self.durable and not self._closing and self.buffer.unread_items < self.settings.batch_size:
+                # Forwarders wait for a full batch or the flush interval, whichever is first.
+                with anyio.move_on_after(self.settings.flush_interval_secs):
+                    while self.buffer.unread_items < self.settings.batch_size and not self._closing:
+                        await self._wakeup.wait()
+                        self._wakeup = anyio.Event()
+            self._writing += 1
+            try:
+                if not await self._write_next():
+                    break
+            finally:
+                self._writing -= 1
 
     async def _write_next(self) -> bool:
         """Deliver the next batch; False when stopping with the output failing and the data safe

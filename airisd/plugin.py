@@ -156,6 +156,14 @@ class Output(Plugin):
         """write(batch), given what prepare_ahead() returned for each batch merged into it, in order."""
         await self.write(batch)
 
+    def writes_in_flight(self, signal: Signal) -> int:
+        """How many write() calls for ``signal`` the runner may have outstanding at once (a durable
+        output with a memory buffer only). More than 1 suits a backend that queues requests and
+        serves them in order, such as the SQLite writer process: the next batch is already waiting
+        when a commit ends. Batches may then be stored in a different order than taken (a retried
+        one after the next), which concurrent requests never promised anyway."""
+        return 1
+
 
 class AlertChannel(Plugin):
     """A notification channel (email, slack, webhook, sms). Its Config is the channel's ``config``

@@ -379,3 +379,48 @@ async def test_a_retry_after_is_waited_out_up_to_the_cap(tmp_path: Path, metrics
     first, second = tried[1] - tried[0], tried[2] - tried[1]
     assert 0.3 <= first < 0.45  # the server's 0.3 s, not the 1 ms backoff
     assert 0.5 <= second < 0.65  # an hour asked: the cap (retry_max_secs) wins
+
+
+class PipelinedOutput(FakeOutput):
+    """Takes a second write while the first is out, as the SQLite writer process does."""
+
+    def writes_in_flight(self, signal: Signal) -> int:
+        return 2
+
+
+async def test_two_writes_in_flight_each_acked_by_its_own_commit(tmp_path: Path, metrics: Registry) -> None:
+    out = PipelinedOutput(OutputConfig(), make_ctx(tmp_path, metrics=metrics), durable=True)
+    out.gate = anyio.Event()
+    pipeline, (runner,) = make_pipeline([out], metrics)
+    done: list[str] = []
+
+    async def submit(name: str, batch: Batch) -> None:
+        await pipeline.submit(batch)
+        done.append(name)
+
+    async with running([runner]) as tg:
+        tg.start_soon(submit, "first", pts(2))
+        await out.started_writing.wait()
+        tg.start_soon(submit, "second", pts(3, start=10))
+        with anyio.fail_after(5):
+            while out.attempts < 2:  # noqa: ASYNC110  (the second write starts while the first is held)
+                await anyio.sleep(0.01)
+        assert runner.buffer.events == 5 and not runner._idle.is_set() and done == []
+        out.gate.set()
+        await runner.wait_idle()
+        assert runner.buffer.events == 0 and sorted(done) == ["first", "second"]
+    assert sorted(p.ts for p in out.items) == [0, 1, 10, 11, 12]
+
+
+async def test_one_write_at_a_time_unless_the_output_asks(tmp_path: Path, metrics: Registry) -> None:
+    out = make_output(tmp_path, metrics)
+    out.gate = anyio.Event()
+    pipeline, (runner,) = make_pipeline([out], metrics)
+    async with running([runner]) as tg:
+        tg.start_soon(pipeline.submit, pts(1))
+        await out.started_writing.wait()
+        tg.start_soon(pipeline.submit, pts(1, start=5))
+        await anyio.sleep(0.1)
+        assert out.attempts == 1  # the second batch waits for the first write
+        out.gate.set()
+    assert [p.ts for p in out.items] == [0, 5]

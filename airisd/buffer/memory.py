@@ -66,7 +66,7 @@ class MemoryBuffer:
         n = 0
         while self._queue and (n == 0 or n + len(self._queue[0][0]) <= limit):
             batch, ack, size, appended_ns = self._queue.popleft()
-            if not taken.batches:
+            if not taken.batches and not self._inflight_items:  # the oldest of the writes in flight
                 self._inflight_oldest_ns = appended_ns
             taken.batches.append(batch)
             if ack is not None:
@@ -74,12 +74,13 @@ class MemoryBuffer:
             n += len(batch)
             self._bytes -= size
         self._items -= n
-        self._inflight_items = n
+        self._inflight_items += n  # a runner may have several writes out (Output.writes_in_flight)
         return taken
 
     async def commit(self, taken: Taken, error: BaseException | None = None) -> None:
-        self._inflight_items = 0
-        self._inflight_oldest_ns = 0
+        self._inflight_items = max(0, self._inflight_items - sum(len(b) for b in taken.batches))
+        if not self._inflight_items:
+            self._inflight_oldest_ns = 0
         for ack in taken.acks:
             ack.set(error)
 

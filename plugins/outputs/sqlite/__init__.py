@@ -105,6 +105,13 @@ class SqliteOutput(Output):
     async def write(self, batch: Batch) -> None:
         await self._write(batch, None)
 
+    def writes_in_flight(self, signal: Signal) -> int:
+        """Two with a writer process that takes requests back to back: while it commits one batch
+        the next is already in its pipe, instead of waiting for the event loop to read the answer
+        and send it (the writer sat idle ~20% of the time under logs ingest)."""
+        writer = self.writers.get(signal)
+        return 2 if writer is not None and writer.pipelines else 1
+
     def prepare_ahead(self, batch: Batch) -> bytes | None:
         """The store's prepared rows of a batch, encoded for its writer process, made by the request
         that queues the batch: the next write is then sent as soon as the last one is committed,
