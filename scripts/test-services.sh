@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-APT_PACKAGES=(prometheus rpm systemd curl redis-server)  # curl: scripts/health-check.sh; rpm: rpmbuild for `make package`; systemd: systemd-analyze verify
+APT_PACKAGES=(prometheus rpm systemd curl redis-server rsyslog)  # curl: scripts/health-check.sh; rpm: rpmbuild for `make package`; systemd: systemd-analyze verify
                               # (test_package). promtool checks our /metrics/prometheus output; prometheus scrapes
-                              # airisd and remote-writes to it (test_e2e_protocols; logger is in bsdutils)
+                              # airisd and remote-writes to it; rsyslogd forwards to it with docs/protocols.md's
+                              # configuration (test_e2e_protocols; logger is in bsdutils)
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")

@@ -6,6 +6,7 @@ gets each protocol's own 4xx, never a 5xx."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -273,6 +274,65 @@ def test_syslog_with_logger_over_udp_and_tcp(airis: AirisProcess) -> None:
     for i in items:
         assert (i["level"], i["service"], i["labels"]["facility"]) == ("ERROR", "e2eapp", "local3")
         assert i["labels"]["hostname"] and i["attributes"]["syslog.severity"] == "err"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+RSYSLOG_CONF = """\
+global(workDirectory="{work}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{inport}")
+# The forwarding lines of docs/protocols.md, one per sending program.
+if $programname == "rs5424" then action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp"
+    template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted")
+:programname, isequal, "rstcp" @@127.0.0.1:{port}
+:programname, isequal, "rsudp" @127.0.0.1:{port}
+"""
+
+
+def test_rsyslog_forwards_with_the_documented_config(airis: AirisProcess, tmp_path: Path) -> None:
+    """rsyslog (the Debian default syslog daemon) forwarding to airisd with docs/protocols.md's
+    three forms: omfwd over TCP as RFC 5424 with octet-counted framing, @@ (TCP, rsyslog's
+    forward format) and @ (UDP). logger feeds rsyslog over UDP."""
+    rsyslogd, logger = require_tool("rsyslogd"), require_tool("logger")
+    inport = free_udp_port()
+    conf = tmp_path / "rsyslog.conf"
+    conf.write_text(RSYSLOG_CONF.format(work=tmp_path, inport=inport, port=airis.syslog_port))  # type: ignore[attr-defined]
+    check = subprocess.run([rsyslogd, "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr + check.stdout
+    with open(tmp_path / "rsyslogd.err", "wb") as err:
+        proc = subprocess.Popen(
+            [rsyslogd, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslogd.pid")], stdout=err, stderr=err
+        )
+    try:
+        time.sleep(1.0)  # rsyslogd binds its input
+        assert proc.poll() is None, (tmp_path / "rsyslogd.err").read_text()
+        for tag in ("rs5424", "rstcp", "rsudp"):
+            subprocess.run(
+                [logger, "-n", "127.0.0.1", "-P", str(inport), "-d", "--rfc3164", "-t", tag, "-p", "user.warning",
+                 f"rsyslogmarker via {tag} user_42 done"],
+                check=True,
+                timeout=10,
+            )  # fmt: skip
+        items = eventually(
+            lambda: (found := logs(airis, "rsyslogmarker")) and len(found) >= 3 and found,
+            what="three messages forwarded by rsyslog",
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    by_service = {i["service"]: i for i in items}
+    assert sorted(by_service) == ["rs5424", "rstcp", "rsudp"], items
+    for tag, item in by_service.items():
+        assert item["message"] == f"rsyslogmarker via {tag} user_42 done"
+        assert item["level"] == "WARN" and item["labels"]["facility"] == "user"
+        assert item["labels"]["hostname"]
+    # The identifier stays one searchable word through rsyslog's templates.
+    assert {i["service"] for i in logs(airis, "rsyslogmarker AND user_42")} == set(by_service)
 
 
 def test_elasticsearch_py_helpers_bulk(airis: AirisProcess) -> None:

@@ -53,6 +53,14 @@ def test_rfc5424_nil_values_and_no_message() -> None:
     assert (r.ts, r.level, r.message, r.service, r.labels) == (NOW, "FATAL", "", "", {"facility": "auth"})
 
 
+def test_rfc5424_message_from_an_rsyslog_relay_loses_its_leading_space() -> None:
+    # rsyslog's RSYSLOG_SyslogProtocol23Format, relaying "<12>... app: text", sends MSG " text".
+    r = parse_message("<12>1 2024-01-15T10:29:00.5+00:00 web01 app - - -  relayed  text ", received_ns=NOW)
+    assert (r.message, r.service, r.level) == ("relayed  text ", "app", "WARN")
+    bom = parse_message("<12>1 - h app - - - \ufeff  after bom", received_ns=NOW)
+    assert bom.message == "after bom"
+
+
 @pytest.mark.parametrize(
     ("line", "service", "host", "message", "level"),
     [

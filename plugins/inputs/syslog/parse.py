@@ -14,7 +14,8 @@ debug DEBUG); APP-NAME or TAG → service; HOSTNAME → label ``hostname``; faci
 ``facility`` (``user``, ``local3``, ...); PROCID, MSGID and the severity name → attributes
 ``syslog.procid``, ``syslog.msgid``, ``syslog.severity``; each structured-data parameter →
 attribute ``<SD-ID>.<name>`` (``timeQuality.tzKnown``); a message cut at the size limit has
-``syslog.truncated`` = true.
+``syslog.truncated`` = true. Leading spaces of an RFC 5424 MSG are dropped (rsyslog's
+``RSYSLOG_SyslogProtocol23Format`` keeps the space that followed the tag of a 3164 message).
 """
 
 from __future__ import annotations
@@ -201,7 +202,9 @@ def _parse_5424(s: str, received_ns: int, attrs: dict[str, Any], labels: dict[st
     return LogRecord(
         ts=ts,
         level="UNKNOWN",
-        message=msg.removeprefix("\ufeff"),
+        # Spaces before MSG carry nothing, and rsyslog relaying a 3164 message as 5424 keeps the
+        # one after the tag's colon (" text").
+        message=msg.removeprefix("\ufeff").lstrip(" "),
         service=_nil(app),
         labels=labels,
         attributes=attrs,
