@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -348,3 +349,44 @@ def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Path, monkeypatch: 
     db_pages = (tmp_path / "logs.db").stat().st_size // 4096
     assert written > 20_000 and db_pages > 300  # enough was written to make the WAL grow
     assert biggest < 8 * 1024 * 1024, (biggest, written, db_pages)
+
+
+def test_a_wal_grown_behind_a_long_read_shrinks_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader holding its snapshot keeps every checkpoint from reaching the WAL's end, so the
+    WAL grows; once the reader is gone and the WAL starts over, it is cut back to the limit
+    (journal_size_limit) instead of keeping its high-water size on disk."""
+    from airisd_plugins.outputs.sqlite import base
+
+    monkeypatch.setattr(base, "WRITER_CHECKPOINT_PAGES", 256)  # 1 MiB
+    limit = 256 * 4096
+    writer = LogStore(tmp_path)
+    writer.open(background_checkpoint=True)
+    wal = tmp_path / "logs.db-wal"
+    written = 0
+
+    def write(batches: int) -> None:
+        nonlocal written
+        for _ in range(batches):
+            batch = [LogRecord(ts=written + i + 1, level="INFO", service="s", message=f"line {written + i} " * 8)
+                     for i in range(500)]  # fmt: skip
+            writer.write_batches([batch])
+            written += len(batch)
+
+    reader = sqlite3.connect(tmp_path / "logs.db")
+    try:
+        write(1)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM logs").fetchone()[0] == 500  # the snapshot holds
+        write(40)
+        grown = wal.stat().st_size
+        assert grown > 4 * limit, grown
+    finally:
+        reader.close()
+    for _ in range(3):  # a checkpoint that reaches the end, then a write that starts the WAL over
+        writer.checkpoint()
+        write(1)
+    try:
+        assert wal.stat().st_size <= limit, (wal.stat().st_size, grown)
+        assert writer.wconn.execute("SELECT count(*) FROM logs").fetchone()[0] == written
+    finally:
+        writer.close()

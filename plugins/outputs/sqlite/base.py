@@ -91,6 +91,10 @@ class SignalStore:
         self._wconn = self._connect()
         if background_checkpoint:
             self._wconn.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
+        # A WAL that grew past this (a long query held the checkpoints back) is cut back to it
+        # when it next starts over, instead of keeping its high-water size on disk.
+        page_size = self._wconn.execute("PRAGMA page_size").fetchone()[0]
+        self._wconn.execute(f"PRAGMA journal_size_limit={WRITER_CHECKPOINT_PAGES * page_size}")
         self._wconn.executescript(self.SCHEMA)
         self.after_open(self._wconn)
         self._created = True
