@@ -453,7 +453,7 @@ def run(quick: bool, log_rows: int, span_rows: int, budget: float) -> None:
     profiled: dict[str, IngestRun] = {}
     for kind in ("logs", "traces"):
         # The measured runs, then one more with py-spy attached for the profile alone: py-spy
-        # stops the process at every sample, which cost a profiled run 10-15% of its rate, so its
+        # stops the process at every sample, which cost a profiled run 6-22% of its rate, so its
         # figure is reported apart and never enters the median.
         for i in range(runs + (0 if quick else 1)):
             profile = i == runs

@@ -23,8 +23,8 @@ ADMIN_PASSWORD = "e2e-admin-password-1"
 TEST_ENV = {"AIRISD_ADMIN_PASSWORD": ADMIN_PASSWORD, "API_RATE_LIMIT": "1000000"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def free_port(*, udp: bool = False) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -6,7 +6,6 @@ gets each protocol's own 4xx, never a 5xx."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -276,12 +275,6 @@ def test_syslog_with_logger_over_udp_and_tcp(airis: AirisProcess) -> None:
         assert i["labels"]["hostname"] and i["attributes"]["syslog.severity"] == "err"
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 RSYSLOG_CONF = """\
 global(workDirectory="{work}")
 module(load="imudp")
@@ -299,7 +292,7 @@ def test_rsyslog_forwards_with_the_documented_config(airis: AirisProcess, tmp_pa
     three forms: omfwd over TCP as RFC 5424 with octet-counted framing, @@ (TCP, rsyslog's
     forward format) and @ (UDP). logger feeds rsyslog over UDP."""
     rsyslogd, logger = require_tool("rsyslogd"), require_tool("logger")
-    inport = free_udp_port()
+    inport = free_port(udp=True)
     conf = tmp_path / "rsyslog.conf"
     conf.write_text(RSYSLOG_CONF.format(work=tmp_path, inport=inport, port=airis.syslog_port))  # type: ignore[attr-defined]
     check = subprocess.run([rsyslogd, "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=30)
