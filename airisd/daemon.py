@@ -341,7 +341,9 @@ class Daemon:
                           tracer=self.tracer)
         app = self.auth_api.wrap_asgi(build_app(listener.routes, ctx))  # CORS, when configured
         uconfig = uvicorn.Config(
-            app, loop="none", http="httptools", lifespan="off", access_log=False, log_config=None,
+            # proxy_headers off: uvicorn would take X-Forwarded-For from any 127.0.0.1 peer; the
+            # daemon decides whom to believe by [auth] trusted_proxies (auth/http.py client_ip)
+            app, loop="none", http="httptools", lifespan="off", access_log=False, log_config=None, proxy_headers=False,
             server_header=False, timeout_keep_alive=30, timeout_graceful_shutdown=5,
             ssl_certfile=lc.tls_cert_file or None, ssl_keyfile=lc.tls_key_file or None,
         )

@@ -270,3 +270,17 @@ def _base_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(tmp_path: Path) -> None:
+    """With `trusted_proxies` empty (the default) X-Forwarded-For is the client's word, not the
+    proxy's: rotating it must not give a client a fresh per-address login budget. (uvicorn's own
+    proxy-header rewriting, which trusts 127.0.0.1, is off: the daemon decides, by its config.)"""
+    airis = AirisProcess(tmp_path / "data", role="metrics").start()
+    try:
+        client = bare(airis, "metrics")
+        codes = [client.post("/auth/login", json={"username": f"nobody-{i}", "password": "x"},
+                             headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(6)]
+        assert codes == [401] * 5 + [429]
+    finally:
+        airis.stop()
